@@ -1,0 +1,203 @@
+// Message payloads carried in frames, for both jobs (protect, migrate) and
+// for the channel itself. Encoding is little-endian, fields in the order
+// declared; docs/protocol.md lists them. Decoders are strict: every length
+// is bounded, every byte must be consumed, and views (std::span) point into
+// the payload they were decoded from, so they live as long as that buffer.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "proto/frame.h"
+#include "proto/result.h"
+
+namespace tideway::proto {
+
+inline constexpr size_t kMaxNameLen = 255;
+inline constexpr size_t kMaxReasonLen = 4096;
+inline constexpr size_t kMaxStreams = 64;      // streams per channel
+inline constexpr size_t kMaxVectorLen = 16;    // count-vector entries (writers)
+inline constexpr uint32_t kPageSize = 4096;
+inline constexpr uint32_t kMaxWriteLen = 1u << 20;
+inline constexpr uint32_t kMaxRecordsPerBatch = 1024;
+
+// Feature bits negotiated at connect: the session uses the intersection.
+enum Feature : uint64_t {
+  kFeatResume = 1u << 0,       // reconnect resumes a session by id
+  kFeatReplication = 1u << 1,  // REPL_* messages
+  kFeatMigration = 1u << 2,    // MIG_* and DISK_BLOCKS messages
+  kFeatCodec = 1u << 3,        // encoded (CBR/delta/zstd) records
+};
+inline constexpr uint64_t kAllFeatures = kFeatResume | kFeatReplication | kFeatMigration | kFeatCodec;
+
+using SessionId = std::array<uint8_t, 16>;
+
+struct StreamPosition {
+  uint32_t stream = 0;
+  uint64_t seq = 0;  // highest sequence number received in order
+  bool operator==(const StreamPosition&) const = default;
+};
+
+// Channel control ----------------------------------------------------------
+
+struct Hello {
+  uint16_t min_version = kMinVersion;
+  uint16_t max_version = kMaxVersion;
+  uint64_t features = 0;
+  SessionId session{};              // all zero: start a new session
+  std::string site;                 // the dialer's site name
+  std::vector<StreamPosition> received;  // resume: what we already have
+  bool operator==(const Hello&) const = default;
+};
+
+struct Welcome {
+  uint16_t version = kMaxVersion;
+  uint64_t features = 0;
+  SessionId session{};
+  bool resumed = false;
+  std::string site;
+  std::vector<StreamPosition> received;
+  bool operator==(const Welcome&) const = default;
+};
+
+enum class ErrorCode : uint32_t {
+  kProtocol = 1,
+  kIncompatible = 2,
+  kUnauthorized = 3,
+  kUnknownSession = 4,
+  kShuttingDown = 5,
+};
+
+struct ErrorMsg {
+  ErrorCode code = ErrorCode::kProtocol;
+  std::string reason;
+  bool operator==(const ErrorMsg&) const = default;
+};
+
+struct Heartbeat {
+  uint64_t sent_ns = 0;   // sender's clock
+  uint64_t echo_ns = 0;   // the last sent_ns we received from the peer
+  bool operator==(const Heartbeat&) const = default;
+};
+
+struct StreamAck {
+  std::vector<StreamPosition> acked;  // cumulative per stream
+  bool operator==(const StreamAck&) const = default;
+};
+
+// Replication ------------------------------------------------------------
+
+enum class WriteOp : uint8_t { kWrite = 1, kDiscard = 2, kWriteZeroes = 3 };
+enum WriteFlags : uint32_t { kWriteFua = 1u << 0 };
+
+struct ReplWrite {
+  uint32_t writer = 0;
+  uint32_t volume = 0;
+  uint64_t seq = 0;                    // writer's sequence number, from 1
+  std::vector<uint32_t> vector;        // count vector (multi-tier causality)
+  WriteOp op = WriteOp::kWrite;
+  uint32_t flags = 0;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  std::span<const uint8_t> data;       // length bytes for kWrite, else empty
+};
+
+struct ReplFlush {
+  uint32_t writer = 0;
+  uint32_t volume = 0;
+  uint64_t seq = 0;  // every write <= seq must be durable before the ack
+  bool operator==(const ReplFlush&) const = default;
+};
+
+struct ReplAck {
+  uint32_t writer = 0;
+  uint32_t volume = 0;
+  uint64_t seq = 0;  // cumulative: all writes <= seq are durable at the backup
+  bool operator==(const ReplAck&) const = default;
+};
+
+// Migration --------------------------------------------------------------
+
+enum class MigOp : uint8_t {
+  kBegin = 1,
+  kIterationStart = 2,
+  kIterationEnd = 3,
+  kStopAndCopy = 4,
+  kComplete = 5,
+  kCancel = 6,
+  kDeviceState = 7,  // opaque hypervisor bytes follow in `detail`
+};
+
+struct MigControl {
+  uint32_t migration = 0;
+  MigOp op = MigOp::kBegin;
+  uint32_t iteration = 0;
+  uint64_t pages_sent = 0;
+  uint64_t pages_dirtied = 0;
+  uint64_t pages_remaining = 0;
+  std::span<const uint8_t> detail;  // up to kMaxPayload bytes
+};
+
+// Encoding of one page or block record. Raw and zero are understood by the
+// protocol layer; the others are produced and checked by wan/'s codec.
+enum class RecordEncoding : uint8_t {
+  kRaw = 0,       // length == page size
+  kZero = 1,      // length == 0
+  kCbr = 2,       // codec-defined
+  kDelta = 3,     // codec-defined
+  kZstd = 4,      // codec-defined
+};
+
+struct Record {
+  uint64_t address = 0;          // guest-physical page or disk byte offset
+  RecordEncoding encoding = RecordEncoding::kRaw;
+  std::span<const uint8_t> bytes;
+};
+
+struct MigPages {
+  uint32_t migration = 0;
+  uint32_t iteration = 0;
+  std::vector<Record> records;
+};
+
+struct DiskBlocks {
+  uint32_t volume = 0;
+  uint32_t block_size = kPageSize;
+  std::vector<Record> records;
+};
+
+struct Probe {
+  uint64_t sent_ns = 0;
+  uint64_t index = 0;
+  std::span<const uint8_t> padding;
+};
+
+using Message = std::variant<Hello, Welcome, ErrorMsg, Heartbeat, StreamAck, ReplWrite, ReplFlush,
+                             ReplAck, MigControl, MigPages, DiskBlocks, Probe>;
+
+MessageType message_type(const Message& m);
+
+// Payload encoding. Preconditions (asserted): lengths within the bounds above.
+std::vector<uint8_t> encode_payload(const Message& m);
+
+// Decodes a payload of the given type. Views point into `payload`.
+Result<Message> decode_payload(MessageType type, std::span<const uint8_t> payload);
+
+// Convenience: a whole frame for a message.
+std::vector<uint8_t> encode_message(const Message& m, uint32_t stream = kControlStream,
+                                    uint64_t seq = 0, uint16_t flags = 0);
+
+// Handshake: the version and features both sides speak, or kIncompatible
+// with a reason fit to show an operator.
+struct Agreement {
+  uint16_t version = 0;
+  uint64_t features = 0;
+};
+Result<Agreement> negotiate(uint16_t our_min, uint16_t our_max, uint64_t our_features,
+                            const Hello& theirs, uint64_t required_features);
+
+}  // namespace tideway::proto
