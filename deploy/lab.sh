@@ -23,7 +23,8 @@
 # COMMANDS
 #   up        create both sites and start the emulator (fails if the lab
 #             with that prefix exists; cleans up after itself on failure)
-#   down      stop the emulator, delete both namespaces and the run dir;
+#   down      stop the emulator and every process inside the two
+#             namespaces, delete both namespaces and the run dir;
 #             idempotent, also after a failed or half-done up
 #   status    show namespaces, emulator, settings, counters (exit 1 if not up)
 #   env       print shell assignments: TW_LAB_NS_A, TW_LAB_NS_B, TW_LAB_IP_A,
@@ -150,6 +151,25 @@ do_down() {
     fi
     did=1
   fi
+  # Whatever still runs inside the lab (iperf3 servers, test daemons) goes
+  # with it: a process left in a deleted namespace would hold it alive.
+  local pids
+  for ns in "$NS_A" "$NS_B"; do
+    ns_exists "$ns" || continue
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+    [ -n "${pids// /}" ] || continue
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    for _ in $(seq 1 30); do
+      [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] || break
+      sleep 0.1
+    done
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    [ -z "${pids// /}" ] || kill -KILL $pids 2>/dev/null || true
+    say "stopped processes in $ns"
+    did=1
+  done
   for ns in "$NS_A" "$NS_B"; do
     if ns_exists "$ns"; then
       ip netns del "$ns"
