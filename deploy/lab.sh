@@ -16,16 +16,18 @@
 #                any other prefix gets its own /30 inside 10.250.0.0/16,
 #                derived from the prefix (print it: deploy/lab.sh env --prefix X).
 #   Bridge       br0 in each namespace, up, no address: attach host/VM
-#                namespaces there (docs/lab.md shows how).
+#                namespaces there, named ${P}a-NAME / ${P}b-NAME so that
+#                down removes them too (docs/lab.md shows how).
 #   Emulator     tideway-wanem in the background; pid, log and control
 #                socket under /run/tideway-lab/${P}/.
 #
 # COMMANDS
 #   up        create both sites and start the emulator (fails if the lab
 #             with that prefix exists; cleans up after itself on failure)
-#   down      stop the emulator and every process inside the two
-#             namespaces, delete both namespaces and the run dir;
-#             idempotent, also after a failed or half-done up
+#   down      stop the emulator and every process inside the lab, delete
+#             both site namespaces, any namespace named ${P}a-* or ${P}b-*
+#             (hosts attached to the sites, see docs/lab.md) and the run
+#             dir; idempotent, also after a failed or half-done up
 #   status    show namespaces, emulator, settings, counters (exit 1 if not up)
 #   env       print shell assignments: TW_LAB_NS_A, TW_LAB_NS_B, TW_LAB_IP_A,
 #             TW_LAB_IP_B, TW_LAB_CTL, TW_LAB_PID (eval "$(deploy/lab.sh env)")
@@ -40,17 +42,19 @@
 #   --jitter-ms N    uniform +- jitter, never reorders (default 0)
 #   --rate-mbit N    bottleneck rate each direction (default 100; 0 = unlimited)
 #   --loss F         random loss per packet, 0.01 or 1% (default 0)
-#   --queue-kb N     bottleneck tail-drop queue (default 0 = one BDP, >= 64)
+#   --queue-kb N     bottleneck tail-drop queue (default 0 = one BDP of the
+#                    RTT, at least 2 ms at the rate and 64 KiB)
 #   --seed N         loss/jitter seed (default random; printed in the log)
-#   --threads 1|2    emulator threads (default 2: one per direction)
+#   --threads 1|2    emulator threads (default 1; 2 = one per direction)
 #   --offload M      auto|on|off TUN offloads (default auto)
 #   --wan-mtu N      MTU of wan0 (default 1500; 1550 leaves room for VXLAN)
 #   --wanem PATH     emulator binary (default $TIDEWAY_WANEM, else the one
 #                    the lab was brought up with, else
 #                    build/wan/wanem/tideway-wanem under the repo root)
 #
-# It only ever creates, changes and deletes ${P}a, ${P}b, the devices inside
-# them and /run/tideway-lab/${P}/; it never touches the host's addresses,
+# It only ever creates, changes and deletes ${P}a, ${P}b (and at down the
+# ${P}a-*/${P}b-* namespaces), the devices inside them and
+# /run/tideway-lab/${P}/; it never touches the host's addresses,
 # routes or sysctls, and the lab has no route out of its namespaces.
 set -euo pipefail
 
@@ -64,7 +68,7 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 # ---- arguments ---------------------------------------------------------------
 CMD=""; SUBARGS=()
 PREFIX="tw-"; DELAY_MS=25; JITTER_MS=0; RATE_MBIT=100; LOSS=0; QUEUE_KB=0
-SEED=""; THREADS=2; OFFLOAD=auto; WAN_MTU=1500
+SEED=""; THREADS=1; OFFLOAD=auto; WAN_MTU=1500
 WANEM="${TIDEWAY_WANEM:-}"
 SET_ARGS=()
 
@@ -151,10 +155,21 @@ do_down() {
     fi
     did=1
   fi
+  # The lab's namespaces: both sites, and the host/VM namespaces attached
+  # to them by convention named ${P}a-NAME / ${P}b-NAME (docs/lab.md).
+  local all_ns=() ns
+  while read -r ns _; do
+    case "$ns" in "$NS_A"-*|"$NS_B"-*) ;; *) continue ;; esac
+    # ...unless it is a site of another lab whose prefix extends ours
+    # (prefix "x-" must not take lab "x-a-"'s namespace "x-a-a").
+    [ -d "$RUN_BASE/${ns%?}" ] && [[ "$ns" =~ [ab]$ ]] && continue
+    all_ns+=("$ns")
+  done < <(ip netns list 2>/dev/null)
+  all_ns+=("$NS_A" "$NS_B")
   # Whatever still runs inside the lab (iperf3 servers, test daemons) goes
   # with it: a process left in a deleted namespace would hold it alive.
   local pids
-  for ns in "$NS_A" "$NS_B"; do
+  for ns in "${all_ns[@]}"; do
     ns_exists "$ns" || continue
     pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
     [ -n "${pids// /}" ] || continue
@@ -170,7 +185,7 @@ do_down() {
     say "stopped processes in $ns"
     did=1
   done
-  for ns in "$NS_A" "$NS_B"; do
+  for ns in "${all_ns[@]}"; do
     if ns_exists "$ns"; then
       ip netns del "$ns"
       say "deleted namespace $ns"

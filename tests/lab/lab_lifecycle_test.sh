@@ -45,10 +45,13 @@ note "ok: bad arguments refused"
 # down removes everything; a second down is harmless.
 pid="$(cat "/run/tideway-lab/$P/wanem.pid")"
 ip netns exec "$NS_B" sleep 300 &
+ip netns add "$NS_A-h1"  # a host attached by convention: down removes it too
+ip netns exec "$NS_A-h1" sleep 300 &
 sleep 0.2
 "$LAB_SH" down --prefix "$P" >/dev/null
 [ ! -d "/proc/$pid" ] || fail "emulator still running after down"
 ip netns list | grep -q "^${P}[ab]\b" && fail "namespaces left after down"
+ip netns list | grep -q "^$NS_A-h1\b" && fail "attached namespace $NS_A-h1 left after down"
 [ ! -e "/run/tideway-lab/$P" ] || fail "/run/tideway-lab/$P left after down"
 wait 2>/dev/null || true  # the sleep inside the lab was killed by down
 if "$LAB_SH" status --prefix "$P" >/dev/null 2>&1; then fail "status says up after down"; fi

@@ -102,6 +102,16 @@ TEST(LinkModel, QueueCapTailDropsAndBacklogNeverExceedsIt) {
   EXPECT_EQ(m.offer(kT0 + milliseconds{100}, 1500).verdict, Verdict::kForward);
 }
 
+TEST(LinkModel, BacklogOvershootsTheCapByAtMostOnePacket) {
+  const uint64_t cap = 10'000;
+  LinkModel m(params(5, 8, cap), 1);
+  for (int i = 0; i < 50; ++i) {
+    (void)m.offer(kT0, 1400);  // 10000 is not a multiple of 1400
+    EXPECT_LT(m.backlog_bytes(kT0), cap + 1400);
+  }
+  EXPECT_EQ(m.backlog_bytes(kT0), 8u * 1400);  // 7 fit under 10000, the 8th overshoots
+}
+
 TEST(LinkModel, EmptyQueueAcceptsAPacketBiggerThanTheCap) {
   // A 64 KiB GSO super-packet meeting an empty 16 KiB queue: a router would
   // have taken its first segments; taking it whole is the closer model.
@@ -110,10 +120,12 @@ TEST(LinkModel, EmptyQueueAcceptsAPacketBiggerThanTheCap) {
   EXPECT_EQ(m.offer(kT0, 1500).verdict, Verdict::kDropQueue);
 }
 
-TEST(LinkModel, DefaultQueueIsOneBdpOfTheRttAtLeast64KiB) {
+TEST(LinkModel, DefaultQueueIsOneBdpAtLeastTwoMsAndAtLeast64KiB) {
   EXPECT_EQ(params(25, 100).default_queue_bytes(), 625'000u);  // 100 Mbit/s x 50 ms
   EXPECT_EQ(params(25, 1000).default_queue_bytes(), 6'250'000u);
-  EXPECT_EQ(params(0, 100).default_queue_bytes(), 64u * 1024);
+  EXPECT_EQ(params(0, 100).default_queue_bytes(), 64u * 1024);      // 2 ms = 25 KB < 64 KiB
+  EXPECT_EQ(params(0, 1000).default_queue_bytes(), 250'000u);       // 2 ms at 1 Gbit/s
+  EXPECT_EQ(params(0.5, 1000).default_queue_bytes(), 250'000u);     // BDP 125 KB < 2 ms
   EXPECT_EQ(params(25, 0).default_queue_bytes(), 64u * 1024);
   EXPECT_EQ(params(25, 100, 1000).effective_queue_bytes(), 1000u);
 }

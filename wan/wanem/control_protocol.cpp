@@ -148,7 +148,7 @@ std::string apply_settings(std::array<LinkParams, 2>& params, const std::vector<
 std::string help_text() {
   return "commands: partition on|off|toggle [ab|ba] | set KEY=VALUE... (keys delay_ms jitter_ms "
          "rate_mbit loss queue_kb; prefix ab. or ba. for one direction; rate_mbit=0 unlimited; "
-         "loss=0.01 or loss=1%; queue_kb=0 one BDP) | stats | config | reset-stats | help";
+         "loss=0.01 or loss=1%; queue_kb=0 one BDP, min 2 ms and 64 KiB) | stats | config | reset-stats | help";
 }
 
 std::string config_json(const std::array<LinkParams, 2>& params) {

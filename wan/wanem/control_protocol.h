@@ -6,7 +6,7 @@
 //   set KEY=VALUE ...                 change parameters; KEY may be prefixed
 //                                     by `ab.` or `ba.` for one direction
 //       delay_ms=25 jitter_ms=1 rate_mbit=100 (0 = unlimited)
-//       loss=0.01 (or loss=1%) queue_kb=512 (0 = one BDP, min 64)
+//       loss=0.01 (or loss=1%) queue_kb=512 (0 = one BDP, min 2 ms, 64 KiB)
 //   stats                             JSON counters per direction
 //   config                            JSON of the current parameters
 //   reset-stats                       zero the counters

@@ -7,6 +7,9 @@ namespace tideway::wanem {
 
 namespace {
 constexpr uint64_t kMinQueueBytes = 64 * 1024;
+// Even at zero delay a router buffers a little: 2 ms at line rate (250 KB at
+// 1 Gbit/s, four 64 KiB TSO bursts; with 64 KiB one flow got 66%).
+constexpr double kMinQueueSeconds = 0.002;
 constexpr double kNanosPerSecond = 1e9;
 
 // Portable across standard libraries (std::*_distribution is not), so a
@@ -20,7 +23,8 @@ uint64_t LinkParams::default_queue_bytes() const {
   if (rate_bps == 0) return kMinQueueBytes;
   const double rtt_s = 2.0 * static_cast<double>(delay.count()) / kNanosPerSecond;
   const auto bdp = static_cast<uint64_t>(static_cast<double>(rate_bps) * rtt_s / 8.0);
-  return std::max(bdp, kMinQueueBytes);
+  const auto two_ms = static_cast<uint64_t>(static_cast<double>(rate_bps) * kMinQueueSeconds / 8.0);
+  return std::max({bdp, two_ms, kMinQueueBytes});
 }
 
 std::string LinkParams::validate() const {
@@ -75,10 +79,11 @@ Decision LinkModel::offer(Nanos now, uint64_t wire_bytes) {
   const double draw = unit_interval(loss_rng_);
   if (draw < params_.loss) return {Verdict::kDropLoss, {}};
 
-  const uint64_t backlog = backlog_bytes(now);
-  if (backlog > 0 && backlog + wire_bytes > params_.effective_queue_bytes()) {
-    return {Verdict::kDropQueue, {}};
-  }
+  // Tail drop once the backlog has reached the cap. A packet that meets a
+  // backlog just under the cap still gets in, so the queue may exceed the
+  // cap by up to one packet: a GSO super-packet stands for many segments,
+  // of which a real router would have taken the first few.
+  if (backlog_bytes(now) >= params_.effective_queue_bytes()) return {Verdict::kDropQueue, {}};
   const Nanos start = std::max(now, busy_until_);
   const Nanos serialised = start + serialisation_time(wire_bytes);
   if (params_.rate_bps != 0) busy_until_ = serialised;

@@ -6,9 +6,9 @@
 //   * partition: every packet is dropped (also checked again at departure by
 //     the caller, so packets "on the wire" when the cable is cut are lost).
 //   * loss: each packet is dropped with probability `loss` (seeded RNG).
-//   * queue: backlog(now) = bytes not yet serialised; a packet that would
-//     push the backlog past queue_bytes is tail-dropped (a packet that meets
-//     an empty queue is always accepted, even if bigger than the cap).
+//   * queue: backlog(now) = bytes not yet serialised; a packet arriving
+//     when the backlog has reached queue_bytes is tail-dropped (so the
+//     backlog may exceed the cap by at most one packet).
 //   * rate: serialisation takes size*8/rate; back-to-back packets queue.
 //   * delay/jitter: depart = serialised + delay + uniform[-jitter, +jitter],
 //     but never before the previous packet's departure (no reordering), so
@@ -34,7 +34,8 @@ struct LinkParams {
   bool partitioned = false;  // drop everything
 
   // One bandwidth-delay product of a symmetric RTT (2 * delay), at least
-  // 64 KiB: enough for one TCP flow to keep the link busy.
+  // 2 ms at the rate and at least 64 KiB: enough for one TCP flow to keep
+  // the link busy.
   uint64_t default_queue_bytes() const;
   uint64_t effective_queue_bytes() const { return queue_bytes ? queue_bytes : default_queue_bytes(); }
   // Empty string when valid, else a human-readable reason.

@@ -40,7 +40,7 @@ constexpr const char* kRunFooter =
     "NOTES\n"
     "  Rates count IP bytes (no link-layer overhead); TCP goodput is ~96% of it.\n"
     "  The default queue is one bandwidth-delay product of the RTT (2 x delay),\n"
-    "  at least 64 KiB. Loss is drawn per packet from a seeded generator; the\n"
+    "  at least 2 ms at the rate and at least 64 KiB. Loss is drawn per packet from a seeded generator; the\n"
     "  seed is printed at start so a run can be repeated with --seed.\n"
     "  --offload auto forwards TCP segmentation-offload super-packets whole\n"
     "  (cheap at 1 Gbit/s) but makes the kernel segment them when loss > 0, so\n"
@@ -63,7 +63,7 @@ struct RunArgs {
   std::string loss = "0";
   std::string control, pidfile;
   uint64_t seed = 0;
-  int threads = 2;
+  int threads = 1;
   std::string offload = "auto";
   int rt_priority = 10;
   size_t max_packets = 100'000;
@@ -157,12 +157,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(0.0, 400000.0));
   run_cmd->add_option("--loss", a.loss, "Random loss per packet: fraction (0.01) or percent (1%)")
       ->capture_default_str();
-  run_cmd->add_option("--queue-kb", a.queue_kb, "Bottleneck queue cap (KiB), tail drop; 0 = one BDP (min 64)")
+  run_cmd->add_option("--queue-kb", a.queue_kb, "Bottleneck queue cap (KiB), tail drop; 0 = one BDP (min 2 ms, 64 KiB)")
       ->capture_default_str()->check(CLI::Range(0.0, 4194304.0));
   auto* seed_opt = run_cmd->add_option("--seed", a.seed, "Seed for loss and jitter (default: random, printed)");
   run_cmd->add_option("--control", a.control, "Unix socket for control commands (see `ctl --help`)");
   run_cmd->add_option("--pidfile", a.pidfile, "Write the pid here once ready; removed at exit");
-  run_cmd->add_option("--threads", a.threads, "1 = one thread for both directions, 2 = one each")
+  run_cmd->add_option("--threads", a.threads, "1 = one thread for both directions (cheaper on small machines), 2 = one each")
       ->capture_default_str()->check(CLI::IsMember({1, 2}));
   run_cmd->add_option("--offload", a.offload,
                       "TUN offloads: auto (TSO unless loss > 0), on (always TSO), off (no vnet header)")
