@@ -10,7 +10,7 @@
 #     and at 1 Gbit/s with 0 ms delay: receiver goodput, % of the
 #     configured rate, retransmits, and the emulator's CPU (utime+stime
 #     from /proc/PID/stat over the run, in cores and cores per Gbit/s)
-#   --matrix adds the 1 Gbit/s runs with --offload off and/or --threads 1.
+#   --matrix adds the 1 Gbit/s runs with --offload off and/or --threads 2.
 # Goodput is measured after omitting the first 2 s (slow start), like the
 # lab rate test. Use a non-sanitized build (build-wanem-rel) for numbers.
 # Prints a Markdown report on stdout; progress goes to stderr.
@@ -91,15 +91,16 @@ RTT="$(ip netns exec "$NS_A" ping -n -c 100 -i 0.05 "$IP_B" |
 LATE="$("$WANEM" ctl --control "$TW_LAB_CTL" stats | grep -o '"max_late_us":[0-9.]*' | cut -d: -f2 | sort -n | tail -1)"
 log "  -> $RTT (emulator max lateness $LATE us)"
 
-tcp_case a "TCP 100M/50ms" 100 25
-tcp_case b "TCP 1G/50ms" 1000 25
-tcp_case c "TCP 1G/0ms" 1000 0
+tcp_case a "TCP 100M/50ms (defaults: TSO, 1 thread)" 100 25
+tcp_case b "TCP 1G/50ms (defaults)" 1000 25
+tcp_case c "TCP 1G/0ms (defaults)" 1000 0
 if [ "$MATRIX" = 1 ]; then
-  tcp_case d "TCP 1G/50ms, offload off" 1000 25 --offload off
-  tcp_case e "TCP 1G/50ms, 1 thread" 1000 25 --threads 1
-  tcp_case h "TCP 1G/50ms, offload off, 1 thread" 1000 25 --offload off --threads 1
-  tcp_case f "TCP 1G/0ms, offload off" 1000 0 --offload off
-  tcp_case g "TCP 1G/0ms, 1 thread" 1000 0 --threads 1
+  tcp_case d "TCP 1G/50ms, 2 threads" 1000 25 --threads 2
+  tcp_case e "TCP 1G/50ms, offload off" 1000 25 --offload off
+  tcp_case f "TCP 1G/50ms, offload off, 2 threads" 1000 25 --offload off --threads 2
+  tcp_case g "TCP 1G/0ms, 2 threads" 1000 0 --threads 2
+  tcp_case h "TCP 1G/0ms, offload off" 1000 0 --offload off
+  tcp_case i "TCP 1G/0ms, offload off, 2 threads" 1000 0 --offload off --threads 2
 fi
 teardown
 
