@@ -58,7 +58,8 @@
 # routes or sysctls, and the lab has no route out of its namespaces.
 set -euo pipefail
 
-readonly REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
 readonly RUN_BASE=/run/tideway-lab
 
 say() { printf 'lab: %s\n' "$*"; }
@@ -72,7 +73,7 @@ SEED=""; THREADS=1; OFFLOAD=auto; WAN_MTU=1500
 WANEM="${TIDEWAY_WANEM:-}"
 SET_ARGS=()
 
-need_value() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see: deploy/lab.sh --help)"; }
+need_value() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see: deploy/lab.sh --help)"; fi; }
 is_number() { [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; }
 
 while [ $# -gt 0 ]; do
@@ -92,7 +93,8 @@ while [ $# -gt 0 ]; do
     --seed) need_value "$@"; [[ "$2" =~ ^[0-9]+$ ]] || die "--seed: '$2' is not an integer"; SEED="$2"; shift 2 ;;
     --threads) need_value "$@"; [[ "$2" =~ ^[12]$ ]] || die "--threads must be 1 or 2"; THREADS="$2"; shift 2 ;;
     --offload) need_value "$@"; [[ "$2" =~ ^(auto|on|off)$ ]] || die "--offload must be auto, on or off"; OFFLOAD="$2"; shift 2 ;;
-    --wan-mtu) need_value "$@"; [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge 576 ] && [ "$2" -le 9000 ] || die "--wan-mtu must be 576..9000"
+    --wan-mtu) need_value "$@"
+      if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt 576 ] || [ "$2" -gt 9000 ]; then die "--wan-mtu must be 576..9000"; fi
       WAN_MTU="$2"; shift 2 ;;
     --wanem) need_value "$@"; WANEM="$2"; shift 2 ;;
     -*) die "unknown option '$1' (see: deploy/lab.sh --help)" ;;
@@ -288,8 +290,10 @@ EOF
   fi
   ok=1
   trap - EXIT INT TERM
-  say "up: $NS_A $IP_A <-> $NS_B $IP_B, delay ${DELAY_MS} ms each way (RTT $(awk "BEGIN{print 2*$DELAY_MS}") ms),"\
-" jitter $JITTER_MS ms, rate $RATE_MBIT Mbit/s, loss $LOSS, queue ${QUEUE_KB} KiB (0 = one BDP)"
+  local rtt
+  rtt="$(awk "BEGIN{print 2*$DELAY_MS}")"
+  say "up: $NS_A $IP_A <-> $NS_B $IP_B, delay $DELAY_MS ms each way (RTT $rtt ms)," \
+    "jitter $JITTER_MS ms, rate $RATE_MBIT Mbit/s, loss $LOSS, queue $QUEUE_KB KiB (0 = one BDP)"
   say "try: ip netns exec $NS_A ping $IP_B; deploy/lab.sh down --prefix $PREFIX"
 }
 
@@ -336,7 +340,7 @@ case "$CMD" in
   env) do_env ;;
   stats) require_up; ctl stats ;;
   partition)
-    [ ${#SUBARGS[@]} -ge 1 ] && [[ "${SUBARGS[0]}" =~ ^(on|off)$ ]] || die "usage: partition on|off [ab|ba]"
+    if [ ${#SUBARGS[@]} -lt 1 ] || ! [[ "${SUBARGS[0]}" =~ ^(on|off)$ ]]; then die "usage: partition on|off [ab|ba]"; fi
     require_up
     out="$(ctl partition "${SUBARGS[@]}")" || die "$out"
     say "$out" ;;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are for the sourcing test
 # Shared by the lab tests (sourced). Each test brings up its own lab with a
 # unique prefix, and always tears it down (trap EXIT), pass or fail.
 #
@@ -55,7 +56,7 @@ wanem_ctl() { "$TIDEWAY_WANEM" ctl --control "$CTL" "$@"; }
 
 # A counter from the emulator's stats: counter DIRECTION KEY
 counter() {
-  wanem_ctl stats | tr '{},' '\n\n\n' | awk -v d="\"$1\"" -v k="\"$2\"" '
+  wanem_ctl stats | tr '{},' '\n' | awk -v d="\"$1\"" -v k="\"$2\"" '
     $0 ~ d ":" {in_dir = 1}
     in_dir && index($0, k ":") == 1 {split($0, a, ":"); print a[2]; exit}'
 }
