@@ -1,0 +1,62 @@
+// One transport connection under a session: TCP, with TLS on top unless the
+// channel runs in test plaintext mode. Handles close idempotently; the
+// session above decides what a failure means.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/write.hpp>
+#include <memory>
+#include <string>
+
+namespace tideway::wan {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class Link {
+ public:
+  Link(tcp::socket socket, asio::ssl::context* tls)
+      : stream_(std::move(socket), tls != nullptr ? *tls : dummy_context()), tls_(tls != nullptr) {}
+
+  bool tls() const { return tls_; }
+  SSL* ssl() { return stream_.native_handle(); }
+  tcp::socket& socket() { return stream_.next_layer(); }
+
+  // Low-latency socket options: no Nagle, and a bound on unsent bytes the
+  // kernel holds so a control frame never waits behind megabytes of bulk.
+  void tune(int notsent_lowat);
+
+  template <typename Handler>
+  void async_handshake(asio::ssl::stream_base::handshake_type type, Handler&& h) {
+    stream_.async_handshake(type, std::forward<Handler>(h));
+  }
+  template <typename Buffers, typename Handler>
+  void async_write(const Buffers& b, Handler&& h) {
+    if (tls_)
+      asio::async_write(stream_, b, std::forward<Handler>(h));
+    else
+      asio::async_write(stream_.next_layer(), b, std::forward<Handler>(h));
+  }
+  template <typename Handler>
+  void async_read_some(asio::mutable_buffer b, Handler&& h) {
+    if (tls_)
+      stream_.async_read_some(b, std::forward<Handler>(h));
+    else
+      stream_.next_layer().async_read_some(b, std::forward<Handler>(h));
+  }
+
+  void close();
+  bool closed() const { return closed_; }
+  std::string remote() const;
+
+  std::string peer_name;  // certificate CN after the TLS handshake
+
+ private:
+  static asio::ssl::context& dummy_context();
+  asio::ssl::stream<tcp::socket> stream_;
+  bool tls_;
+  bool closed_ = false;
+};
+
+}  // namespace tideway::wan
