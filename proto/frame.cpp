@@ -43,6 +43,19 @@ bool is_known_type(uint8_t t) {
   return false;
 }
 
+bool is_control_type(MessageType t) {
+  switch (t) {
+    case MessageType::kHello:
+    case MessageType::kWelcome:
+    case MessageType::kError:
+    case MessageType::kHeartbeat:
+    case MessageType::kStreamAck:
+      return true;
+    default:
+      return false;
+  }
+}
+
 const char* type_name(MessageType t) {
   switch (t) {
     case MessageType::kHello: return "HELLO";
@@ -115,11 +128,19 @@ Result<FrameHeader> decode_header(std::span<const uint8_t> bytes) {
     return {Errc::kTooLarge, "payload length " + std::to_string(h.length) + " exceeds " +
                                  std::to_string(kMaxPayload)};
   if (reserved != 0) return {Errc::kMalformed, "reserved header field is not zero"};
+  // Channel control lives on stream 0 and is never sequenced or re-sent.
+  if (is_control_type(h.type) && (h.stream != kControlStream || h.seq != 0 || h.flags != 0))
+    return {Errc::kMalformed, std::string(type_name(h.type)) +
+                                  " must be on stream 0 with seq 0 and no flags"};
+  // The receiver drops duplicates by seq, so a re-sent frame must carry one.
+  if ((h.flags & kFlagResent) && h.seq == 0)
+    return {Errc::kMalformed, "re-sent frame without a sequence number"};
   return h;
 }
 
 bool frame_crc_ok(std::span<const uint8_t> raw_header, std::span<const uint8_t> payload,
                   uint32_t expected) {
+  if (raw_header.size() < kCrcOffset) return false;
   uint32_t crc = crc32c_update(kCrc32cInit, raw_header.first(kCrcOffset));
   return crc32c_finish(crc32c_update(crc, payload)) == expected;
 }

@@ -52,14 +52,20 @@ enum class MessageType : uint8_t {
 
 bool is_known_type(uint8_t t);
 const char* type_name(MessageType t);
+// HELLO, WELCOME, ERROR, HEARTBEAT, STREAM_ACK: stream 0, seq 0, no flags.
+bool is_control_type(MessageType t);
 
 enum FrameFlags : uint16_t {
   kFlagNone = 0,
   // The payload was re-sent after a reconnect (informational; the receiver
   // deduplicates by seq, not by this flag).
   kFlagResent = 1u << 0,
+  // More fragments of this message follow on the same stream. Senders split
+  // large messages so that a high-priority frame never waits behind a whole
+  // 1 MiB write; the receiver reassembles up to kMaxPayload bytes.
+  kFlagMore = 1u << 1,
 };
-inline constexpr uint16_t kKnownFlags = kFlagResent;
+inline constexpr uint16_t kKnownFlags = kFlagResent | kFlagMore;
 
 struct FrameHeader {
   uint8_t version = kMaxVersion;
@@ -77,7 +83,9 @@ std::vector<uint8_t> encode_frame(FrameHeader h, std::span<const uint8_t> payloa
 void append_frame(std::vector<uint8_t>& out, FrameHeader h, std::span<const uint8_t> payload);
 
 // Parses and validates the fixed header (magic, version, type, flags,
-// length bound, reserved). Does not check the crc: that needs the payload.
+// length bound, reserved, and the cross-field rules: control messages are on
+// stream 0 with seq 0 and no flags; kFlagResent needs a non-zero seq).
+// Does not check the crc: that needs the payload.
 Result<FrameHeader> decode_header(std::span<const uint8_t> bytes);
 // Checks the crc of a complete frame whose header was decoded from `raw`.
 bool frame_crc_ok(std::span<const uint8_t> raw_header, std::span<const uint8_t> payload,

@@ -13,6 +13,9 @@ template <class... Ts>
 struct Overloaded : Ts... {
   using Ts::operator()...;
 };
+// clang 14 has no CTAD for aggregates yet (P1816): spell the guide out.
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
 
 Error malformed(std::string what) { return Error{Errc::kMalformed, std::move(what)}; }
 Error truncated(const char* msg) { return Error{Errc::kTruncated, std::string(msg) + " truncated"}; }
@@ -26,12 +29,41 @@ void put_positions(ByteWriter& w, const std::vector<StreamPosition>& v) {
   }
 }
 
-bool get_positions(ByteReader& r, std::vector<StreamPosition>& v) {
+// Stream positions: at most kMaxStreams, each for a sequenced stream (not
+// the control stream 0), each stream at most once (otherwise "what we have"
+// would be ambiguous).
+Result<std::vector<StreamPosition>> get_positions(ByteReader& r, const char* what) {
   uint32_t n = 0;
-  if (!r.u32(n) || n > kMaxStreams) return false;
-  v.resize(n);
-  for (auto& p : v)
-    if (!r.u32(p.stream) || !r.u64(p.seq)) return false;
+  if (!r.u32(n)) return truncated(what);
+  if (n > kMaxStreams)
+    return Error{Errc::kTooLarge, std::string(what) + ": " + std::to_string(n) + " stream positions"};
+  std::vector<StreamPosition> v(n);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!r.u32(v[i].stream) || !r.u64(v[i].seq)) return truncated(what);
+    if (v[i].stream == kControlStream)
+      return malformed(std::string(what) + ": position for the control stream");
+    for (size_t j = 0; j < i; ++j)
+      if (v[j].stream == v[i].stream)
+        return malformed(std::string(what) + ": stream " + std::to_string(v[i].stream) +
+                         " listed twice");
+  }
+  return v;
+}
+
+// A u16-length string: truncation and an over-long length are told apart.
+Result<std::string> get_str16(ByteReader& r, size_t max_len, const char* what) {
+  uint16_t n = 0;
+  std::span<const uint8_t> b;
+  if (!r.u16(n)) return truncated(what);
+  if (n > max_len)
+    return Error{Errc::kTooLarge, std::string(what) + ": string of " + std::to_string(n) + " bytes"};
+  if (!r.view(n, b)) return truncated(what);
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+bool is_zero(const SessionId& s) {
+  for (uint8_t b : s)
+    if (b != 0) return false;
   return true;
 }
 
@@ -67,6 +99,8 @@ Result<std::vector<Record>> get_records(ByteReader& r, uint32_t block_size, cons
     if (rec.encoding == RecordEncoding::kZero && len != 0)
       return malformed(std::string(what) + ": zero record carries bytes");
     if (len > 2 * block_size) return Error{Errc::kTooLarge, std::string(what) + ": record too large"};
+    if (rec.address > UINT64_MAX - block_size)
+      return malformed(std::string(what) + ": record address overflows");
     if (!r.view(len, rec.bytes)) return truncated(what);
   }
   return recs;
@@ -205,9 +239,15 @@ Result<Message> decode_body(MessageType type, ByteReader& r) {
           !r.view(h.session.size(), sid))
         return truncated("HELLO");
       std::copy(sid.begin(), sid.end(), h.session.begin());
-      if (!r.str16(h.site, kMaxNameLen)) return malformed("HELLO: bad site name");
-      if (!get_positions(r, h.received)) return malformed("HELLO: bad stream positions");
+      auto site = get_str16(r, kMaxNameLen, "HELLO site");
+      if (!site) return site.error();
+      h.site = std::move(site).value();
+      auto pos = get_positions(r, "HELLO");
+      if (!pos) return pos.error();
+      h.received = std::move(pos).value();
       if (h.min_version > h.max_version) return malformed("HELLO: min_version > max_version");
+      if (is_zero(h.session) && !h.received.empty())
+        return malformed("HELLO: new session with stream positions");
       return Message{std::move(h)};
     }
     case MessageType::kWelcome: {
@@ -220,8 +260,15 @@ Result<Message> decode_body(MessageType type, ByteReader& r) {
       if (resumed > 1) return malformed("WELCOME: resumed flag not 0/1");
       h.resumed = resumed == 1;
       std::copy(sid.begin(), sid.end(), h.session.begin());
-      if (!r.str16(h.site, kMaxNameLen)) return malformed("WELCOME: bad site name");
-      if (!get_positions(r, h.received)) return malformed("WELCOME: bad stream positions");
+      auto site = get_str16(r, kMaxNameLen, "WELCOME site");
+      if (!site) return site.error();
+      h.site = std::move(site).value();
+      auto pos = get_positions(r, "WELCOME");
+      if (!pos) return pos.error();
+      h.received = std::move(pos).value();
+      if (h.resumed && is_zero(h.session)) return malformed("WELCOME: resumed the zero session");
+      if (!h.resumed && !h.received.empty())
+        return malformed("WELCOME: new session with stream positions");
       return Message{std::move(h)};
     }
     case MessageType::kError: {
@@ -231,7 +278,9 @@ Result<Message> decode_body(MessageType type, ByteReader& r) {
       if (code < 1 || code > static_cast<uint32_t>(ErrorCode::kShuttingDown))
         return malformed("ERROR: unknown code " + std::to_string(code));
       e.code = static_cast<ErrorCode>(code);
-      if (!r.str16(e.reason, kMaxReasonLen)) return malformed("ERROR: bad reason");
+      auto reason = get_str16(r, kMaxReasonLen, "ERROR reason");
+      if (!reason) return reason.error();
+      e.reason = std::move(reason).value();
       return Message{std::move(e)};
     }
     case MessageType::kHeartbeat: {
@@ -241,7 +290,9 @@ Result<Message> decode_body(MessageType type, ByteReader& r) {
     }
     case MessageType::kStreamAck: {
       StreamAck a;
-      if (!get_positions(r, a.acked)) return malformed("STREAM_ACK: bad stream positions");
+      auto pos = get_positions(r, "STREAM_ACK");
+      if (!pos) return pos.error();
+      a.acked = std::move(pos).value();
       return Message{std::move(a)};
     }
     case MessageType::kReplWrite: {

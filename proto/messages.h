@@ -36,6 +36,8 @@ inline constexpr uint64_t kAllFeatures = kFeatResume | kFeatReplication | kFeatM
 
 using SessionId = std::array<uint8_t, 16>;
 
+// In a list of positions each stream appears at most once and never the
+// control stream 0 (decoders reject both).
 struct StreamPosition {
   uint32_t stream = 0;
   uint64_t seq = 0;  // highest sequence number received in order
@@ -50,7 +52,8 @@ struct Hello {
   uint64_t features = 0;
   SessionId session{};              // all zero: start a new session
   std::string site;                 // the dialer's site name
-  std::vector<StreamPosition> received;  // resume: what we already have
+  std::vector<StreamPosition> received;  // resume: what we already have;
+                                         // empty when session is all zero
   bool operator==(const Hello&) const = default;
 };
 
@@ -58,9 +61,9 @@ struct Welcome {
   uint16_t version = kMaxVersion;
   uint64_t features = 0;
   SessionId session{};
-  bool resumed = false;
+  bool resumed = false;                  // never true for the zero session
   std::string site;
-  std::vector<StreamPosition> received;
+  std::vector<StreamPosition> received;  // empty unless resumed
   bool operator==(const Welcome&) const = default;
 };
 
@@ -153,7 +156,8 @@ enum class RecordEncoding : uint8_t {
 };
 
 struct Record {
-  uint64_t address = 0;          // guest-physical page or disk byte offset
+  uint64_t address = 0;          // guest-physical page or disk byte offset;
+                                 // address + block size must not overflow
   RecordEncoding encoding = RecordEncoding::kRaw;
   std::span<const uint8_t> bytes;
 };
