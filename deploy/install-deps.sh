@@ -11,7 +11,7 @@ PACKAGES=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # lab and tests
-  iproute2 iptables iputils-ping iperf3 openssl procps psmisc
+  iproute2 iptables iputils-ping iperf3 openssl procps psmisc jq
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -6,6 +6,7 @@
 //   tideway-probe run --connect HOST:7400 --ca CA --cert C --key K --seconds 10
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -259,6 +260,8 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--json", json, "print one JSON object instead of a table");
   CLI11_PARSE(app, argc, argv);
 
+  // Logs go to stderr: stdout carries the report (and --json).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("tideway"));
   spdlog::set_level(spdlog::level::from_str(level));
   opts.tls.plaintext_for_tests = plaintext;
   opts.tls.ca_file = ca;
