@@ -1,5 +1,6 @@
 #include "proto/frame.h"
 
+#include <cassert>
 #include <cstring>
 #include <string>
 
@@ -76,7 +77,17 @@ const char* type_name(MessageType t) {
 
 namespace {
 constexpr size_t kCrcOffset = 28;
+
+// The frame checksum: header bytes before the crc field, then the payload.
+uint32_t frame_crc(const uint8_t* header, std::span<const uint8_t> payload) {
+  const uint32_t crc = crc32c_update(kCrc32cInit, {header, kCrcOffset});
+  return crc32c_finish(crc32c_update(crc, payload));
 }
+
+void put_u32_le(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+}  // namespace
 
 void append_frame(std::vector<uint8_t>& out, FrameHeader h, std::span<const uint8_t> payload) {
   const size_t start = out.size();
@@ -90,9 +101,7 @@ void append_frame(std::vector<uint8_t>& out, FrameHeader h, std::span<const uint
   w.u32(static_cast<uint32_t>(payload.size()));
   w.u64(h.seq);
   w.u32(0);  // reserved
-  uint32_t crc = crc32c_update(kCrc32cInit, {out.data() + start, kCrcOffset});
-  crc = crc32c_finish(crc32c_update(crc, payload));
-  w.u32(crc);
+  w.u32(frame_crc(out.data() + start, payload));
   w.bytes(payload);
 }
 
@@ -141,8 +150,16 @@ Result<FrameHeader> decode_header(std::span<const uint8_t> bytes) {
 bool frame_crc_ok(std::span<const uint8_t> raw_header, std::span<const uint8_t> payload,
                   uint32_t expected) {
   if (raw_header.size() < kCrcOffset) return false;
-  uint32_t crc = crc32c_update(kCrc32cInit, raw_header.first(kCrcOffset));
-  return crc32c_finish(crc32c_update(crc, payload)) == expected;
+  return frame_crc(raw_header.data(), payload) == expected;
+}
+
+void set_frame_flags(std::vector<uint8_t>& frame, uint16_t flags) {
+  assert(frame.size() >= kHeaderSize);
+  assert((flags & ~kKnownFlags) == 0);
+  frame[6] = static_cast<uint8_t>(flags);
+  frame[7] = static_cast<uint8_t>(flags >> 8);
+  put_u32_le(frame.data() + kCrcOffset,
+             frame_crc(frame.data(), {frame.data() + kHeaderSize, frame.size() - kHeaderSize}));
 }
 
 void FrameParser::feed(std::span<const uint8_t> bytes) {

@@ -87,6 +87,9 @@ void append_frame(std::vector<uint8_t>& out, FrameHeader h, std::span<const uint
 // stream 0 with seq 0 and no flags; kFlagResent needs a non-zero seq).
 // Does not check the crc: that needs the payload.
 Result<FrameHeader> decode_header(std::span<const uint8_t> bytes);
+// Rewrites the flags of an encoded frame in place and reseals its crc (a
+// frame re-sent after a reconnect gets kFlagResent).
+void set_frame_flags(std::vector<uint8_t>& frame, uint16_t flags);
 // Checks the crc of a complete frame whose header was decoded from `raw`.
 bool frame_crc_ok(std::span<const uint8_t> raw_header, std::span<const uint8_t> payload,
                   uint32_t expected);

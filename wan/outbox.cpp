@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cassert>
 
-#include "proto/crc32c.h"
 
 namespace tideway::wan {
 
@@ -24,15 +23,9 @@ constexpr size_t kMaxControlBacklog = 256;
 }  // namespace
 
 std::vector<uint8_t> mark_resent(const std::vector<uint8_t>& frame) {
-  assert(frame.size() >= proto::kHeaderSize);
   std::vector<uint8_t> copy = frame;
-  const uint16_t flags = static_cast<uint16_t>(copy[6] | (copy[7] << 8)) | proto::kFlagResent;
-  copy[6] = static_cast<uint8_t>(flags);
-  copy[7] = static_cast<uint8_t>(flags >> 8);
-  uint32_t crc = proto::crc32c_update(proto::kCrc32cInit, {copy.data(), 28});
-  crc = proto::crc32c_finish(
-      proto::crc32c_update(crc, {copy.data() + proto::kHeaderSize, copy.size() - proto::kHeaderSize}));
-  for (int i = 0; i < 4; ++i) copy[28 + i] = static_cast<uint8_t>(crc >> (8 * i));
+  const uint16_t flags = static_cast<uint16_t>(copy[6] | (copy[7] << 8));
+  proto::set_frame_flags(copy, flags | proto::kFlagResent);
   return copy;
 }
 

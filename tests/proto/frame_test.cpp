@@ -279,5 +279,22 @@ TEST(FrameHeader, ErrcNamesAreDistinct) {
   EXPECT_EQ(names.count("unknown error"), 0u);
 }
 
+TEST(FrameHeader, SetFlagsResealsTheChecksum) {
+  FrameHeader h;
+  h.type = MessageType::kProbe;
+  h.stream = 3;
+  h.seq = 9;
+  const std::vector<uint8_t> payload = {1, 2, 3, 4, 5};
+  auto f = encode_frame(h, payload);
+  const auto before = decode_header(f).value();
+  set_frame_flags(f, kFlagResent | kFlagMore);
+  const auto after = decode_header(f).value();
+  EXPECT_EQ(after.flags, kFlagResent | kFlagMore);
+  EXPECT_NE(after.crc, before.crc);
+  EXPECT_TRUE(frame_crc_ok(f, {f.data() + kHeaderSize, payload.size()}, after.crc));
+  EXPECT_EQ(after.seq, 9u);
+  EXPECT_EQ(std::vector<uint8_t>(f.begin() + kHeaderSize, f.end()), payload);
+}
+
 }  // namespace
 }  // namespace tideway::proto
