@@ -40,7 +40,7 @@ struct ChannelOptions {
   uint64_t ack_bytes = 1u << 20;  // ... or until this many bytes arrived
 
   uint64_t link_rate_bytes_per_sec = 0;  // 0 = unlimited
-  uint64_t link_burst_bytes = 64 * 1024;
+  uint64_t link_burst_bytes = 64 * 1024;  // raised to 2 ms at the rate if smaller
   uint32_t max_frame_payload = 32 * 1024;  // larger messages are fragmented
   size_t write_batch_bytes = 64 * 1024;    // bytes handed to the socket at once
   int tcp_notsent_lowat = 32 * 1024;       // bounds data queued in the kernel

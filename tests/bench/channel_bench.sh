@@ -83,13 +83,14 @@ row "loopback: channel, plaintext, no limit" "$(run_probe "" "" 127.0.0.1 7410 p
 row "loopback: channel, TLS 1.3, no limit" "$(run_probe "" "" 127.0.0.1 7411 tls 0)" 0
 
 for rate in 100 1000; do
-  P=twbench$$-
+  P=cb$$-
   log "lab ${rate} Mbit/s, 50 ms RTT"
   "$LAB_SH" up --prefix "$P" --delay-ms 25 --rate-mbit "$rate" >/dev/null
   eval "$("$LAB_SH" env --prefix "$P")"
   A="ip netns exec $TW_LAB_NS_A"
   B="ip netns exec $TW_LAB_NS_B"
-  echo "| ${rate}M/50ms: iperf3 (1 TCP flow) | $(printf '%.0f' "$(run_iperf "$A" "$B" "$TW_LAB_IP_B")") | $(awk -v g="$(run_iperf "$A" "$B" "$TW_LAB_IP_B")" -v c="$rate" 'BEGIN {printf "%.0f%%", 100 * g / c}') | - | - | - |"
+  ip_mbit=$(run_iperf "$A" "$B" "$TW_LAB_IP_B")
+  echo "| ${rate}M/50ms: iperf3 (1 TCP flow) | $(printf '%.0f' "$ip_mbit") | $(awk -v g="$ip_mbit" -v c="$rate" 'BEGIN {printf "%.0f%%", 100 * g / c}') | - | - | - |"
   limit=$(awk -v r="$rate" 'BEGIN {print r * 0.95}')
   row "${rate}M/50ms: channel TLS, link limit ${limit}" "$(run_probe "$A" "$B" "$TW_LAB_IP_B" 7420 tls "$limit")" "$rate"
   row "${rate}M/50ms: channel TLS, no limit" "$(run_probe "$A" "$B" "$TW_LAB_IP_B" 7421 tls 0)" "$rate"
