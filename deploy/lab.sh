@@ -62,6 +62,19 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly RUN_BASE=/run/tideway-lab
 
+# lab_env PID: the shell assignments other scripts eval (and up records).
+lab_env() {
+  cat <<EOF
+TW_LAB_PREFIX=$PREFIX
+TW_LAB_NS_A=$NS_A
+TW_LAB_NS_B=$NS_B
+TW_LAB_IP_A=$IP_A
+TW_LAB_IP_B=$IP_B
+TW_LAB_CTL=$CTL
+TW_LAB_PID=$1
+EOF
+}
+
 say() { printf 'lab: %s\n' "$*"; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
@@ -272,16 +285,7 @@ do_up() {
   say "started emulator pid $pid: $WANEM ${args[*]}"
   grep -o 'seed=[0-9]*' "$LOG" | head -1 | sed 's/^/lab: emulator /' || true
 
-  cat >"$RUN_DIR/lab.env" <<EOF
-TW_LAB_PREFIX=$PREFIX
-TW_LAB_NS_A=$NS_A
-TW_LAB_NS_B=$NS_B
-TW_LAB_IP_A=$IP_A
-TW_LAB_IP_B=$IP_B
-TW_LAB_CTL=$CTL
-TW_LAB_PID=$pid
-TW_LAB_WANEM=$WANEM
-EOF
+  { lab_env "$pid"; echo "TW_LAB_WANEM=$WANEM"; } >"$RUN_DIR/lab.env"
   # One packet each way proves the path (unless the link drops it: retry).
   if ! nsx "$NS_A" ping -q -c 5 -i 0.2 -w 5 -W 3 "$IP_B" >/dev/null 2>&1 \
      && ! nsx "$NS_A" ping -q -c 1 -w 5 "$IP_B" >/dev/null 2>&1; then
@@ -322,15 +326,7 @@ do_status() {
 }
 
 do_env() {
-  cat <<EOF
-TW_LAB_PREFIX=$PREFIX
-TW_LAB_NS_A=$NS_A
-TW_LAB_NS_B=$NS_B
-TW_LAB_IP_A=$IP_A
-TW_LAB_IP_B=$IP_B
-TW_LAB_CTL=$CTL
-TW_LAB_PID=$(wanem_pid || true)
-EOF
+  lab_env "$(wanem_pid || true)"
 }
 
 case "$CMD" in
