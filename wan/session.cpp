@@ -97,8 +97,10 @@ void Session::close() {
 }
 
 void Session::reset_for_new_peer_session() {
-  spdlog::warn("channel: peer lost session state; dropping {} unacked frames and restarting streams",
-               outbox_.stats().frames_sent);
+  size_t unacked = 0;
+  for (const auto& st : opts_.streams) unacked += outbox_.retained_bytes(st.id);
+  spdlog::warn("channel: peer lost the session; dropping {} unacknowledged bytes and restarting streams",
+               unacked);
   outbox_.reset();
   inbox_.reset();
   set_state(SessionState::kReset);

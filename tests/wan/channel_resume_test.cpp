@@ -3,6 +3,7 @@
 // exactly once, with the payload intact.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -116,6 +117,64 @@ TEST(ChannelResume, TransferSurvivesThreeCutsExactlyOnceInOrder) {
     return 0;
   });
   pki.remove();
+}
+
+// The backup restarts and forgets the session: the client must notice
+// (state kReset, so the application resynchronises), start a new session,
+// and carry on with fresh sequence numbers instead of failing forever.
+TEST(ChannelResume, PeerThatLostTheSessionStartsANewOne) {
+  IoThread io;
+  auto so = base_options("backup");
+  so.tls.plaintext_for_tests = true;
+  std::atomic<int> delivered{0};
+  auto make_server = [&](uint16_t port) {
+    auto s = wan::ChannelServer::create(io.io(), so, tcp::endpoint(asio::ip::address_v4::loopback(), port));
+    s->on_session([&](const std::shared_ptr<wan::Session>& sess) {
+      sess->on_message(kReplStream, [&](proto::MessageType, std::span<const uint8_t>) { ++delivered; });
+    });
+    io.call([&] {
+      s->start();
+      return 0;
+    });
+    return s;
+  };
+  auto server = make_server(0);
+  const uint16_t port = server->port();
+  auto co = base_options("primary");
+  co.tls.plaintext_for_tests = true;
+  auto client = wan::ChannelClient::create(io.io(), co, "127.0.0.1", port);
+  std::vector<wan::SessionState> states;
+  const std::vector<uint8_t> msg(100, 1);
+  io.call([&] {
+    client->session()->on_state([&](wan::SessionState st) { states.push_back(st); });
+    client->start();
+    return client->session()->send(kReplStream, proto::MessageType::kProbe, msg);
+  });
+  ASSERT_TRUE(eventually(io, [&] { return delivered.load() == 1; }));
+  const auto first_id = io.call([&] { return client->session()->id(); });
+
+  io.call([&] {
+    server->stop();
+    return 0;
+  });
+  server.reset();
+  server = make_server(port);  // a restarted backup: no sessions
+  io.call([&] { return client->session()->send(kReplStream, proto::MessageType::kProbe, msg); });
+  ASSERT_TRUE(eventually(io, [&] {
+    return client->session()->state() == wan::SessionState::kConnected && client->session()->id() != first_id;
+  }));
+  // The message queued across the restart was dropped with the old session
+  // (the application learns it from kReset); new messages flow.
+  io.call([&] { return client->session()->send(kReplStream, proto::MessageType::kProbe, msg); });
+  ASSERT_TRUE(eventually(io, [&] { return delivered.load() >= 2; }));
+  const auto seen = io.call([&] { return states; });
+  EXPECT_NE(std::find(seen.begin(), seen.end(), wan::SessionState::kReset), seen.end())
+      << "the application must be told the session was reset";
+  io.call([&] {
+    client->stop();
+    server->stop();
+    return 0;
+  });
 }
 
 }  // namespace
