@@ -14,9 +14,15 @@ namespace tideway::wan {
 
 namespace {
 
-bool peer_allowed(const TlsOptions& tls, const std::string& name) {
-  return tls.allowed_peers.empty() ||
-         std::find(tls.allowed_peers.begin(), tls.allowed_peers.end(), name) != tls.allowed_peers.end();
+// After the TLS handshake: "" if the peer may talk to us (and its name is
+// recorded on the link), else the reason it may not.
+std::string authenticate(Link& link, const boost::system::error_code& handshake, const TlsOptions& tls) {
+  if (handshake) return "TLS handshake failed: " + handshake.message();
+  link.peer_name = peer_common_name(link.ssl());
+  const auto& allowed = tls.allowed_peers;
+  if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), link.peer_name) == allowed.end())
+    return "certificate '" + link.peer_name + "' is not an allowed peer";
+  return "";
 }
 
 std::shared_ptr<asio::ssl::context> tls_for(const ChannelOptions& opts, bool server) {
@@ -159,18 +165,10 @@ void ChannelClient::handshake(std::shared_ptr<Link> link) {
   link->async_handshake(asio::ssl::stream_base::client,
                         [self = shared_from_this(), link, send_hello](const boost::system::error_code& ec) {
                           if (self->stopped_) return link->close();
-                          if (ec) {
-                            spdlog::warn("channel: TLS handshake with {} failed: {}", link->remote(),
-                                         ec.message());
+                          if (auto why = authenticate(*link, ec, self->opts_.tls); !why.empty()) {
+                            spdlog::warn("channel: server {}: {}", link->remote(), why);
                             link->close();
-                            return self->retry("TLS: " + ec.message());
-                          }
-                          link->peer_name = peer_common_name(link->ssl());
-                          if (!peer_allowed(self->opts_.tls, link->peer_name)) {
-                            spdlog::warn("channel: server certificate '{}' is not an allowed peer",
-                                         link->peer_name);
-                            link->close();
-                            return self->retry("server not allowed");
+                            return self->retry(why);
                           }
                           send_hello();
                         });
@@ -244,16 +242,8 @@ void ChannelServer::handshake(std::shared_ptr<Link> link) {
   link->async_handshake(asio::ssl::stream_base::server,
                         [self = shared_from_this(), link, read_hello](const boost::system::error_code& ec) {
                           if (self->stopped_) return link->close();
-                          if (ec) {
-                            spdlog::warn("channel: refused {}: TLS handshake failed: {}", link->remote(),
-                                         ec.message());
-                            ++self->refused_;
-                            return link->close();
-                          }
-                          link->peer_name = peer_common_name(link->ssl());
-                          if (!peer_allowed(self->opts_.tls, link->peer_name)) {
-                            spdlog::warn("channel: refused {}: certificate '{}' is not an allowed peer",
-                                         link->remote(), link->peer_name);
+                          if (auto why = authenticate(*link, ec, self->opts_.tls); !why.empty()) {
+                            spdlog::warn("channel: refused {}: {}", link->remote(), why);
                             ++self->refused_;
                             return link->close();
                           }
