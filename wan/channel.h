@@ -61,7 +61,6 @@ class ChannelServer : public std::enable_shared_from_this<ChannelServer> {
   void start();
   void stop();
   uint16_t port() const;
-  size_t session_count() const { return sessions_.size(); }
   uint64_t refused() const { return refused_; }
 
  private:

@@ -199,11 +199,4 @@ size_t Outbox::max_retained_bytes(uint32_t stream) const {
 }
 uint64_t Outbox::last_seq(uint32_t stream) const { return streams_.at(stream).next_seq - 1; }
 
-bool Outbox::idle() const {
-  if (!control_.empty()) return false;
-  for (const auto& [id, s] : streams_)
-    if (s.unsent != s.frames.size()) return false;
-  return true;
-}
-
 }  // namespace tideway::wan

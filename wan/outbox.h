@@ -70,7 +70,6 @@ class Outbox {
   size_t retained_bytes(uint32_t stream) const;
   size_t max_retained_bytes(uint32_t stream) const;
   uint64_t last_seq(uint32_t stream) const;
-  bool idle() const;  // nothing unsent
   const OutboxStats& stats() const { return stats_; }
 
  private:

@@ -18,14 +18,12 @@ class TokenBucket {
   TokenBucket(uint64_t bytes_per_sec, uint64_t burst_bytes, Nanos now);
 
   bool unlimited() const { return rate_ == 0; }
-  uint64_t rate() const { return rate_; }
   // True when a frame may be sent now (tokens > 0 after refilling).
   bool ready(Nanos now);
   // Takes n bytes' worth of tokens; may leave the bucket in debt.
   void consume(size_t n);
   // How long until ready(); zero if ready now.
   Nanos wait_time(Nanos now);
-  double tokens() const { return tokens_; }
 
  private:
   void refill(Nanos now);
