@@ -12,6 +12,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # lab and tests
   iproute2 iptables iputils-ping iperf3 openssl procps psmisc jq
+  # protect: taps, holder, real clients and databases
+  libfuse3-dev fuse3 libnetfilter-queue-dev libmnl-dev libnbd-bin qemu-utils
+  postgresql libpq-dev fio util-linux e2fsprogs
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -21,6 +21,8 @@ const char* errc_name(Errc e) {
     case Errc::kMalformed: return "malformed";
     case Errc::kTrailingBytes: return "trailing bytes";
     case Errc::kIncompatible: return "incompatible";
+    case Errc::kSystem: return "system";
+    case Errc::kInvalid: return "invalid";
   }
   return "unknown error";
 }

@@ -20,6 +20,8 @@ enum class Errc {
   kMalformed,          // fields inconsistent with each other
   kTrailingBytes,      // payload longer than its message
   kIncompatible,       // handshake: no common version or features
+  kSystem,             // an operating-system call failed (detail says which)
+  kInvalid,            // a bad argument or configuration (detail says why)
 };
 
 const char* errc_name(Errc e);
