@@ -37,6 +37,8 @@ bool is_known_type(uint8_t t) {
     case MessageType::kReplWrite:
     case MessageType::kReplFlush:
     case MessageType::kReplAck:
+    case MessageType::kReplAttach:
+    case MessageType::kReplAttached:
     case MessageType::kMigControl:
     case MessageType::kMigPages:
     case MessageType::kDiskBlocks:
@@ -69,6 +71,8 @@ const char* type_name(MessageType t) {
     case MessageType::kReplWrite: return "REPL_WRITE";
     case MessageType::kReplFlush: return "REPL_FLUSH";
     case MessageType::kReplAck: return "REPL_ACK";
+    case MessageType::kReplAttach: return "REPL_ATTACH";
+    case MessageType::kReplAttached: return "REPL_ATTACHED";
     case MessageType::kMigControl: return "MIG_CONTROL";
     case MessageType::kMigPages: return "MIG_PAGES";
     case MessageType::kDiskBlocks: return "DISK_BLOCKS";

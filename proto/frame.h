@@ -42,6 +42,8 @@ enum class MessageType : uint8_t {
   kReplWrite = 0x10,
   kReplFlush = 0x11,
   kReplAck = 0x12,
+  kReplAttach = 0x13,
+  kReplAttached = 0x14,
   // Migration and disk copy.
   kMigControl = 0x20,
   kMigPages = 0x21,

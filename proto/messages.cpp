@@ -120,6 +120,16 @@ bool valid_block_size(uint32_t bs) { return bs >= 512 && bs <= 65536 && (bs & (b
 
 }  // namespace
 
+bool valid_volume_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLen || name == "." || name == "..") return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 MessageType message_type(const Message& m) {
   return std::visit(
       Overloaded{
@@ -131,6 +141,8 @@ MessageType message_type(const Message& m) {
           [](const ReplWrite&) { return MessageType::kReplWrite; },
           [](const ReplFlush&) { return MessageType::kReplFlush; },
           [](const ReplAck&) { return MessageType::kReplAck; },
+          [](const ReplAttach&) { return MessageType::kReplAttach; },
+          [](const ReplAttached&) { return MessageType::kReplAttached; },
           [](const MigControl&) { return MessageType::kMigControl; },
           [](const MigPages&) { return MessageType::kMigPages; },
           [](const DiskBlocks&) { return MessageType::kDiskBlocks; },
@@ -195,6 +207,21 @@ std::vector<uint8_t> encode_payload(const Message& m) {
             w.u32(a.writer);
             w.u32(a.volume);
             w.u64(a.seq);
+          },
+          [&](const ReplAttach& a) {
+            assert(a.size > 0 && valid_volume_name(a.name));
+            w.u32(a.writer);
+            w.u32(a.volume);
+            w.u64(a.size);
+            w.str16(a.name);
+          },
+          [&](const ReplAttached& a) {
+            assert(a.reason.size() <= kMaxReasonLen);
+            w.u32(a.writer);
+            w.u32(a.volume);
+            w.u8(static_cast<uint8_t>(a.status));
+            w.u64(a.durable_seq);
+            w.str16(a.reason);
           },
           [&](const MigControl& c) {
             w.u32(c.migration);
@@ -325,6 +352,30 @@ Result<Message> decode_body(MessageType type, ByteReader& r) {
       ReplAck a;
       if (!r.u32(a.writer) || !r.u32(a.volume) || !r.u64(a.seq)) return truncated("REPL_ACK");
       return Message{a};
+    }
+    case MessageType::kReplAttach: {
+      ReplAttach a;
+      if (!r.u32(a.writer) || !r.u32(a.volume) || !r.u64(a.size)) return truncated("REPL_ATTACH");
+      auto name = get_str16(r, kMaxNameLen, "REPL_ATTACH name");
+      if (!name) return name.error();
+      a.name = std::move(name).value();
+      if (a.size == 0) return malformed("REPL_ATTACH: size 0");
+      if (!valid_volume_name(a.name)) return malformed("REPL_ATTACH: bad volume name");
+      return Message{std::move(a)};
+    }
+    case MessageType::kReplAttached: {
+      ReplAttached a;
+      uint8_t status = 0;
+      if (!r.u32(a.writer) || !r.u32(a.volume) || !r.u8(status) || !r.u64(a.durable_seq))
+        return truncated("REPL_ATTACHED");
+      if (status > 1) return malformed("REPL_ATTACHED: unknown status " + std::to_string(status));
+      a.status = static_cast<AttachStatus>(status);
+      auto reason = get_str16(r, kMaxReasonLen, "REPL_ATTACHED reason");
+      if (!reason) return reason.error();
+      a.reason = std::move(reason).value();
+      if (a.status == AttachStatus::kOk && !a.reason.empty())
+        return malformed("REPL_ATTACHED: reason on success");
+      return Message{std::move(a)};
     }
     case MessageType::kMigControl: {
       MigControl c;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -123,6 +124,33 @@ struct ReplAck {
   bool operator==(const ReplAck&) const = default;
 };
 
+// The agent announces each protected volume before its writes, and again
+// after a reset: the replicator creates or checks the backup volume and
+// answers with what it already holds durably, so the agent re-sends only
+// what is missing.
+struct ReplAttach {
+  uint32_t writer = 0;
+  uint32_t volume = 0;
+  uint64_t size = 0;        // bytes, > 0
+  std::string name;         // the protection's name: 1..255 of [A-Za-z0-9_.-]
+  bool operator==(const ReplAttach&) const = default;
+};
+
+enum class AttachStatus : uint8_t { kOk = 0, kRefused = 1 };
+
+struct ReplAttached {
+  uint32_t writer = 0;
+  uint32_t volume = 0;
+  AttachStatus status = AttachStatus::kOk;
+  uint64_t durable_seq = 0;  // every write of `writer` <= this is journaled
+  std::string reason;        // why refused; empty when ok
+  bool operator==(const ReplAttached&) const = default;
+};
+
+// True for names usable as file names and in logs: [A-Za-z0-9_.-]{1,255},
+// not "." or "..".
+bool valid_volume_name(std::string_view name);
+
 // Migration --------------------------------------------------------------
 
 enum class MigOp : uint8_t {
@@ -181,7 +209,7 @@ struct Probe {
 };
 
 using Message = std::variant<Hello, Welcome, ErrorMsg, Heartbeat, StreamAck, ReplWrite, ReplFlush,
-                             ReplAck, MigControl, MigPages, DiskBlocks, Probe>;
+                             ReplAck, ReplAttach, ReplAttached, MigControl, MigPages, DiskBlocks, Probe>;
 
 MessageType message_type(const Message& m);
 

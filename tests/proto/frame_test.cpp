@@ -170,7 +170,7 @@ TEST(FrameHeader, EveryUnknownTypeRejectedEveryKnownAccepted) {
       EXPECT_EQ(h.error().code, Errc::kUnknownType) << t;
     }
   }
-  EXPECT_EQ(known, 12);
+  EXPECT_EQ(known, 14);
 }
 
 TEST(FrameHeader, EveryUnknownFlagBitRejected) {

@@ -582,5 +582,41 @@ TEST(ProbeMessage, PaddingIsTheRest) {
   expect_ok(MessageType::kProbe, p);
 }
 
+// REPL_ATTACH: writer u32, volume u32, size u64, name (u16 length + bytes).
+TEST(ReplAttachMessage, SizeZeroRejected) {
+  auto p = payload_of("repl_attach");
+  put64(p, 8, 0);
+  expect_error(MessageType::kReplAttach, p, Errc::kMalformed);
+  put64(p, 8, 4096);
+  expect_ok(MessageType::kReplAttach, p);
+}
+
+TEST(ReplAttachMessage, UnsafeNamesRejected) {
+  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "a/b", "../x", "with space", std::string("nul\0", 4)}) {
+    std::vector<uint8_t> p;
+    ByteWriter w(p);
+    w.u32(1);
+    w.u32(0);
+    w.u64(4096);
+    w.str16(bad);
+    expect_error(MessageType::kReplAttach, p, Errc::kMalformed);
+  }
+  EXPECT_TRUE(valid_volume_name("pg-data_1.v0"));
+  EXPECT_FALSE(valid_volume_name(std::string(kMaxNameLen + 1, 'a')));
+}
+
+// REPL_ATTACHED: writer u32, volume u32, status u8, durable_seq u64, reason.
+TEST(ReplAttachedMessage, UnknownStatusAndReasonOnSuccessRejected) {
+  auto p = payload_of("repl_attached_refused");
+  for (int st : {2, 3, 0xff}) {
+    p.at(8) = static_cast<uint8_t>(st);
+    expect_error(MessageType::kReplAttached, p, Errc::kMalformed);
+  }
+  p.at(8) = 0;  // ok, but a reason is present
+  expect_error(MessageType::kReplAttached, p, Errc::kMalformed);
+  p.at(8) = 1;
+  expect_ok(MessageType::kReplAttached, p);
+}
+
 }  // namespace
 }  // namespace tideway::proto

@@ -130,6 +130,10 @@ inline std::vector<Sample> sample_messages() {
 
   s.push_back({"repl_flush", ReplFlush{3, 7, 42}, 1, 5});
   s.push_back({"repl_ack", ReplAck{3, 7, 41}, 1, 6});
+  s.push_back({"repl_attach", ReplAttach{3, 7, 1ull << 30, "pg-data.v0"}, 1, 7});
+  s.push_back({"repl_attached", ReplAttached{3, 7, AttachStatus::kOk, 41, ""}, 1, 8});
+  s.push_back({"repl_attached_refused",
+               ReplAttached{3, 7, AttachStatus::kRefused, 0, "size differs from the backup volume"}, 1, 9});
 
   for (uint8_t op = 1; op <= static_cast<uint8_t>(MigOp::kDeviceState); ++op) {
     MigControl c;
