@@ -54,4 +54,21 @@ class Result {
   std::variant<T, Error> v_;
 };
 
+// Success with no value, or an error.
+template <>
+class Result<void> {
+ public:
+  Result() = default;
+  Result(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT
+  Result(Errc code, std::string detail) : error_{code, std::move(detail)}, ok_(false) {}
+
+  bool ok() const { return ok_; }
+  explicit operator bool() const { return ok_; }
+  const Error& error() const { assert(!ok_); return error_; }
+
+ private:
+  Error error_{};
+  bool ok_ = true;
+};
+
 }  // namespace tideway::proto

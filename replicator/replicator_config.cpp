@@ -1,0 +1,53 @@
+#include "replicator/replicator_config.h"
+
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "wan/tls_config.h"
+
+namespace tideway::replicator {
+
+using proto::Errc;
+using proto::Error;
+
+proto::Result<ReplicatorConfig> parse_replicator_config(const std::string& text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    return Error{Errc::kInvalid, origin + ":" + std::to_string(e.source().begin.line) + ": " +
+                                     std::string(e.description())};
+  }
+  auto bad = [&](const std::string& what) { return Error{Errc::kInvalid, origin + ": " + what}; };
+  ReplicatorConfig c;
+  auto site = root["site"].value<std::string>();
+  if (!site || site->empty()) return bad("site: required (this site's name)");
+  c.options.channel.site = *site;
+  c.options.data_dir = root["data_dir"].value_or(std::string("/var/lib/tideway/replicator"));
+  c.control_socket = root["control_socket"].value_or(c.control_socket);
+  const std::string listen = root["listen"].value_or(std::string("0.0.0.0"));
+  const int64_t port = root["port"].value_or<int64_t>(7300);
+  if (port < 0 || port > 65535) return bad("port: 0 .. 65535");
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(listen, ec);
+  if (ec) return bad("listen: \"" + listen + "\" is not an IP address");
+  c.options.listen = {addr, static_cast<uint16_t>(port)};
+  const int64_t seg = root["segment_mb"].value_or<int64_t>(64);
+  if (seg < 1 || seg > 4096) return bad("segment_mb: 1 .. 4096");
+  c.options.segment_bytes = static_cast<uint64_t>(seg) << 20;
+  auto tls = wan::tls_from_toml(root);
+  if (!tls) return bad(tls.error().detail);
+  c.options.channel.tls = tls.value();
+  return c;
+}
+
+proto::Result<ReplicatorConfig> load_replicator_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Error{Errc::kInvalid, "cannot read config " + path};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_replicator_config(ss.str(), path);
+}
+
+}  // namespace tideway::replicator

@@ -1,0 +1,28 @@
+// tideway-replicator's TOML configuration:
+//
+//   site = "dr"                                     # our site name (required)
+//   data_dir = "/var/lib/tideway/replicator"        # journal/, volumes/
+//   control_socket = "/run/tideway/replicator.sock"
+//   listen = "0.0.0.0"                              # address agents dial
+//   port = 7300
+//   segment_mb = 64                                 # journal segment size
+//
+//   [tls] ...                                       # see wan/tls_config.h
+#pragma once
+
+#include <string>
+
+#include "proto/result.h"
+#include "replicator/replicator.h"
+
+namespace tideway::replicator {
+
+struct ReplicatorConfig {
+  std::string control_socket = "/run/tideway/replicator.sock";
+  ReplicatorOptions options;
+};
+
+proto::Result<ReplicatorConfig> parse_replicator_config(const std::string& text, const std::string& origin);
+proto::Result<ReplicatorConfig> load_replicator_config(const std::string& path);
+
+}  // namespace tideway::replicator
