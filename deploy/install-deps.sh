@@ -15,6 +15,8 @@ PACKAGES=(
   # protect: taps, holder, real clients and databases
   libfuse3-dev fuse3 libnetfilter-queue-dev libmnl-dev libnbd-bin qemu-utils
   postgresql libpq-dev fio util-linux e2fsprogs
+  # benchmark plots
+  gnuplot-nox
 )
 
 if [ "$(id -u)" -ne 0 ]; then

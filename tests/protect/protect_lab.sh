@@ -204,6 +204,8 @@ protect_lab_down() {
   [ -d "${W:-/nonexistent}/recover/data" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/recover/data" -m immediate stop >/dev/null 2>&1 || true
   stop_daemons
   [ -n "${P:-}" ] && "$LAB_SH" down --prefix "$P" >/dev/null 2>&1 || true
-  [ -n "${W:-}" ] && [ -d "$W" ] && rm -rf "$W"
+  if [ -n "${W:-}" ] && [ -d "$W" ]; then
+    if [ -n "${KEEP_WORK:-}" ]; then echo "work dir kept: $W" >&2; else rm -rf "$W"; fi
+  fi
   return 0
 }
