@@ -2,12 +2,15 @@
 //   <dir>/frame/<name>    one encoded frame per sample, plus a few streams
 //                          of several frames back to back
 //   <dir>/payload/<name>  the type byte followed by the sample's payload
+//   <dir>/nbd/<name>      fuzz_nbd: a decoder mode byte, then its input
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "proto/journal_record.h"
+#include "proto/nbd.h"
 #include "tests/proto/samples.h"
 
 namespace fs = std::filesystem;
@@ -20,6 +23,70 @@ static void write(const fs::path& p, const std::vector<uint8_t>& bytes) {
     std::fprintf(stderr, "make_corpus: cannot write %s\n", p.c_str());
     std::exit(1);
   }
+}
+
+// fuzz_nbd seeds: a mode byte (which decoder) then a valid input for it,
+// and one whole client stream (mode 8) as QEMU would send it.
+// fuzz_journal seeds: whole journal records (write, discard, with vector).
+static void write_journal_seeds(const fs::path& dir) {
+  using namespace tideway::proto;
+  fs::create_directories(dir);
+  const std::vector<uint8_t> data(4096, 0x5a);
+  ReplWrite w;
+  w.writer = 7;
+  w.volume = 1;
+  w.seq = 42;
+  w.flags = kWriteFua;
+  w.offset = 1 << 20;
+  w.length = 4096;
+  w.data = data;
+  std::vector<uint8_t> rec;
+  append_journal_record(w, rec);
+  write(dir / "write", rec);
+  ReplWrite d;
+  d.writer = 7;
+  d.seq = 43;
+  d.op = WriteOp::kDiscard;
+  d.length = 1 << 20;
+  d.vector = {1, 2, 3};
+  rec.clear();
+  append_journal_record(d, rec);
+  write(dir / "discard_vector", rec);
+}
+
+static void write_nbd_seeds(const fs::path& dir) {
+  namespace nbd = tideway::proto::nbd;
+  fs::create_directories(dir);
+  const auto seed = [&](const char* name, uint8_t mode, const auto& bytes) {
+    std::vector<uint8_t> v{mode};
+    v.insert(v.end(), bytes.begin(), bytes.end());
+    write(dir / name, v);
+  };
+  const nbd::GoRequest go{"disk", {static_cast<uint16_t>(nbd::Info::kBlockSize)}};
+  const auto go_bytes = nbd::encode_go(go);
+  const std::vector<uint8_t> flags{3, 0, 0, 0, 3};  // server flags, client flags
+  const nbd::Request write_req{nbd::kCmdFlagFua, static_cast<uint16_t>(nbd::Cmd::kWrite), 7, 4096, 8};
+  seed("greeting", 0, nbd::encode_greeting(nbd::kFlagFixedNewstyle | nbd::kFlagNoZeroes));
+  seed("client_flags", 1, flags);
+  seed("option_header", 2, nbd::encode_option_header({static_cast<uint32_t>(nbd::Opt::kGo), 12}));
+  seed("go", 3, go_bytes);
+  seed("export_name", 4, std::string("disk"));
+  seed("request_write", 5, nbd::encode_request(write_req));
+  seed("request_trim", 5, nbd::encode_request({0, static_cast<uint16_t>(nbd::Cmd::kTrim), 8, 0, 1u << 20}));
+  seed("simple_reply", 6, nbd::encode_simple_reply({22, 9}));
+  const auto info = nbd::encode_option_reply(7, nbd::Rep::kInfo, nbd::encode_info_export(1 << 20, 0x16d));
+  seed("option_reply", 7, std::span(info).first(nbd::kOptionReplyHeaderSize));
+  std::vector<uint8_t> stream;
+  const auto add = [&](const auto& b) { stream.insert(stream.end(), b.begin(), b.end()); };
+  add(nbd::encode_client_flags(nbd::kClientFixedNewstyle | nbd::kClientNoZeroes));
+  add(nbd::encode_option_header({static_cast<uint32_t>(nbd::Opt::kStructuredReply), 0}));
+  add(nbd::encode_option_header({static_cast<uint32_t>(nbd::Opt::kGo), static_cast<uint32_t>(go_bytes.size())}));
+  add(go_bytes);
+  add(nbd::encode_request(write_req));
+  add(std::vector<uint8_t>(8, 0xab));
+  add(nbd::encode_request({0, static_cast<uint16_t>(nbd::Cmd::kFlush), 8, 0, 0}));
+  add(nbd::encode_request({0, static_cast<uint16_t>(nbd::Cmd::kDisc), 9, 0, 0}));
+  seed("client_stream", 8, stream);
 }
 
 int main(int argc, char** argv) {
@@ -48,5 +115,7 @@ int main(int argc, char** argv) {
   const auto more = encode_message(Probe{9, 9, {}}, 7, 42, kFlagMore);
   resent.insert(resent.end(), more.begin(), more.end());
   write(out / "frame" / "stream_resent_more", resent);
+  write_nbd_seeds(out / "nbd");
+  write_journal_seeds(out / "journal");
   return 0;
 }
