@@ -127,13 +127,20 @@ void Replicator::on_write(const std::shared_ptr<wan::Session>& s, const proto::R
   }
   Writer& w = it->second;
   if (w.promoted) return;  // intake stopped: nothing more is journaled or acked
+  // Only the session whose ATTACH was accepted writes for this writer: an
+  // agent that was refused (its writes follow its ATTACH before it learns
+  // of the refusal) must not write into another agent's volume.
+  if (w.session.lock() != s) {
+    spdlog::error("replicator: write seq {} of writer {} from {} which has no accepted attach: dropped", m.seq,
+                  m.writer, s->peer_site());
+    return;
+  }
   if (m.seq <= w.received) {
     // A re-send after a reset: already journaled (and acked when durable).
     ++w.duplicates;
     if (m.seq <= w.durable) send_control(s, proto::ReplAck{m.writer, 0, w.durable});
     return;
   }
-  w.session = s;
   if (!commit_->submit(m)) {
     spdlog::error("replicator: journal unavailable, write seq {} of writer {} not accepted", m.seq, m.writer);
     return;
