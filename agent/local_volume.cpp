@@ -1,7 +1,8 @@
 #include "agent/local_volume.h"
 
+#include "wan/file_io.h"
+
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -83,36 +84,14 @@ int LocalVolume::read(uint64_t offset, std::span<uint8_t> out) {
 
 int LocalVolume::pwrite_all(uint64_t offset, std::span<const uint8_t> data) {
   if (!in_range(offset, data.size())) return EINVAL;
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    done += static_cast<size_t>(n);
-  }
-  return 0;
+  return wan::pwrite_all(fd_, data.data(), data.size(), offset);
 }
 
 int LocalVolume::sync() { return ::fdatasync(fd_) == 0 ? 0 : errno; }
 
 int LocalVolume::punch(uint64_t offset, uint64_t length) {
   if (!in_range(offset, length)) return EINVAL;
-  if (length == 0) return 0;
-  if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                  static_cast<off_t>(length)) == 0)
-    return 0;
-  if (errno != EOPNOTSUPP) return errno;
-  // Block devices and filesystems without hole punching: write zeros.
-  static const std::vector<uint8_t> zeros(1 << 20, 0);
-  while (length > 0) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(length, zeros.size()));
-    if (int e = pwrite_all(offset, {zeros.data(), n}); e != 0) return e;
-    offset += n;
-    length -= n;
-  }
-  return 0;
+  return wan::zero_range(fd_, offset, length);
 }
 
 void LocalVolume::write(uint64_t offset, std::span<const uint8_t> data, bool fua, IoDone done) {

@@ -1,7 +1,8 @@
 #include "replicator/applier.h"
 
+#include "wan/file_io.h"
+
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,38 +11,6 @@
 
 namespace tideway::replicator {
 
-namespace {
-
-int pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t off) {
-  while (n > 0) {
-    ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-    off += static_cast<uint64_t>(w);
-  }
-  return 0;
-}
-
-int zero_range(int fd, uint64_t off, uint64_t len) {
-  if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off),
-                  static_cast<off_t>(len)) == 0)
-    return 0;
-  if (errno != EOPNOTSUPP) return errno;
-  static const std::vector<uint8_t> zeros(1 << 20, 0);
-  while (len > 0) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(len, zeros.size()));
-    if (int e = pwrite_all(fd, zeros.data(), n, off); e != 0) return e;
-    off += n;
-    len -= n;
-  }
-  return 0;
-}
-
-}  // namespace
 
 Applier::Applier(Journal& journal, VolumeRegistry& volumes, ApplierOptions opts, Checkpoint start)
     : journal_(journal), volumes_(volumes), opts_(std::move(opts)) {
@@ -98,8 +67,8 @@ bool Applier::apply(const proto::JournalRecord& r) {
   } else if (w.offset > v->size || w.length > v->size - w.offset) {
     err = "write beyond the end of \"" + v->name + "\"";
   } else {
-    int e = w.op == proto::WriteOp::kWrite ? pwrite_all(v->fd, w.data.data(), w.data.size(), w.offset)
-                                           : zero_range(v->fd, w.offset, w.length);
+    int e = w.op == proto::WriteOp::kWrite ? wan::pwrite_all(v->fd, w.data.data(), w.data.size(), w.offset)
+                                           : wan::zero_range(v->fd, w.offset, w.length);
     if (e != 0) err = "apply to " + v->path + ": " + std::strerror(e);
   }
   if (!err.empty()) {

@@ -11,7 +11,14 @@ namespace tideway::replicator {
 GroupCommit::GroupCommit(Journal& journal, uint64_t max_pending_bytes, OnDurable on_durable)
     : journal_(journal), max_pending_(max_pending_bytes), on_durable_(std::move(on_durable)) {
   assert(max_pending_ >= proto::kJournalMaxRecord);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    run();
+    {
+      std::lock_guard lock(mu_);
+      finished_ = true;
+    }
+    done_cv_.notify_all();
+  });
 }
 
 GroupCommit::~GroupCommit() { stop(); }
@@ -37,6 +44,7 @@ bool GroupCommit::submit(const proto::ReplWrite& w) {
   assert(w.seq > last);  // the intake drops duplicates and reordering
   last = w.seq;
   ++pending_records_;
+  ++submitted_;
   stats_.pending_bytes = pending_.size();
   lock.unlock();
   work_cv_.notify_one();
@@ -71,6 +79,7 @@ void GroupCommit::run() {
       std::lock_guard lock(mu_);
       stats_.error = err;
       room_cv_.notify_all();
+      done_cv_.notify_all();
       return;
     }
     done.end = end.value();
@@ -82,7 +91,19 @@ void GroupCommit::run() {
       stats_.last_sync_ms = ms;
     }
     on_durable_(done);
+    {
+      std::lock_guard lock(mu_);
+      completed_ += done.records;
+    }
+    done_cv_.notify_all();
   }
+}
+
+bool GroupCommit::flush() {
+  std::unique_lock lock(mu_);
+  const uint64_t target = submitted_;
+  done_cv_.wait(lock, [&] { return completed_ >= target || !stats_.error.empty() || finished_; });
+  return completed_ >= target;
 }
 
 GroupCommitStats GroupCommit::stats() const {

@@ -43,6 +43,9 @@ class GroupCommit {
   // Queues the record. Blocks while `max_pending_bytes` wait (backpressure
   // down to TCP). False once the journal has failed.
   bool submit(const proto::ReplWrite& w);
+  // Blocks until everything submitted before the call is durable and its
+  // on_durable has returned. False if the journal failed or we stopped.
+  bool flush();
   void stop();
   GroupCommitStats stats() const;
 
@@ -57,7 +60,10 @@ class GroupCommit {
   std::vector<uint8_t> pending_;                 // encoded records
   std::map<uint32_t, uint64_t> pending_last_;    // per writer
   uint64_t pending_records_ = 0;
+  uint64_t submitted_ = 0, completed_ = 0;  // records handed in / durable
+  std::condition_variable done_cv_;
   bool stop_ = false;
+  bool finished_ = false;  // the journal thread has exited
   GroupCommitStats stats_;
   std::thread thread_;
 };

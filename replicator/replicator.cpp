@@ -215,10 +215,7 @@ void Replicator::promote(const std::string& name, std::function<void(nlohmann::j
   promote_thread_ = std::thread([this, alive, v, durable, done = std::move(done)] {
     // Everything handed to the journal before the stop must be durable and
     // applied; the group commit drains in order, so wait for it first.
-    bool ok = true;
-    for (int i = 0; i < 6000 && commit_->stats().pending_bytes > 0; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    ok = applier_->drain();
+    bool ok = commit_->flush() && applier_->drain();
     const auto st = applier_->stats();
     auto as = st.checkpoint.applied_seq.find(v->writer);
     nlohmann::json j{{"ok", ok},

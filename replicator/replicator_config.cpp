@@ -1,9 +1,8 @@
 #include "replicator/replicator_config.h"
 
-#include <fstream>
-#include <sstream>
 #include <toml++/toml.h>
 
+#include "wan/config_file.h"
 #include "wan/tls_config.h"
 
 namespace tideway::replicator {
@@ -12,13 +11,9 @@ using proto::Errc;
 using proto::Error;
 
 proto::Result<ReplicatorConfig> parse_replicator_config(const std::string& text, const std::string& origin) {
-  toml::table root;
-  try {
-    root = toml::parse(text, origin);
-  } catch (const toml::parse_error& e) {
-    return Error{Errc::kInvalid, origin + ":" + std::to_string(e.source().begin.line) + ": " +
-                                     std::string(e.description())};
-  }
+  auto parsed = wan::parse_toml(text, origin);
+  if (!parsed) return parsed.error();
+  const toml::table& root = parsed.value();
   auto bad = [&](const std::string& what) { return Error{Errc::kInvalid, origin + ": " + what}; };
   ReplicatorConfig c;
   auto site = root["site"].value<std::string>();
@@ -43,11 +38,9 @@ proto::Result<ReplicatorConfig> parse_replicator_config(const std::string& text,
 }
 
 proto::Result<ReplicatorConfig> load_replicator_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Error{Errc::kInvalid, "cannot read config " + path};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_replicator_config(ss.str(), path);
+  auto text = wan::read_config_text(path);
+  if (!text) return text.error();
+  return parse_replicator_config(text.value(), path);
 }
 
 }  // namespace tideway::replicator

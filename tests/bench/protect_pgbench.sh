@@ -48,24 +48,10 @@ ip -n "$NS_B" route add 10.77.0.0/16 via "$TW_LAB_IP_A"
 # start_plain_pg: PostgreSQL on ext4 / loop / a plain file (no tap), with
 # replication allowed from the backup site.
 start_plain_pg() {
-  mkdir -p "$W/pgfs" "$W/sock" "$W/log"
+  mkdir -p "$W/pgfs"
   rm -f "$W/plain.img"
   truncate -s 1G "$W/plain.img"
-  LOOP="$(losetup --find --show --direct-io=on "$W/plain.img")"
-  mkfs.ext4 -q -F "$LOOP"
-  mount "$LOOP" "$W/pgfs"
-  mkdir -p "$W/pgfs/data"
-  chown postgres:postgres "$W/pgfs/data" "$W/sock" "$W/log"
-  runuser -u postgres -- "$PGBIN/initdb" --no-sync -D "$W/pgfs/data" -A trust >/dev/null
-  cat >>"$W/pgfs/data/postgresql.conf" <<EOT
-listen_addresses = '$APP_IP'
-unix_socket_directories = '$W/sock'
-shared_buffers = 32MB
-max_connections = 100
-EOT
-  echo "host all all 10.0.0.0/8 trust" >>"$W/pgfs/data/pg_hba.conf"
-  echo "host replication all 10.0.0.0/8 trust" >>"$W/pgfs/data/pg_hba.conf"
-  sync
+  make_pg_cluster "$W/plain.img"
   nsenter --net="/run/netns/${P}a-app" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pgfs/data" \
     -l "$W/log/pg-primary.log" -w -t 60 start >/dev/null
   PG_PID="$(head -1 "$W/pgfs/data/postmaster.pid")"

@@ -124,7 +124,17 @@ start_primary_pg() {
   rm -f "$W/primary.img"
   tw_agent protect pg --volume "$W/primary.img" --size "$size" --mount "$W/mnt" --mode "$mode" \
     --app-iface app0 --queue "$QUEUE" >/dev/null || pdie "tideway protect failed"
-  LOOP="$(losetup --find --show --direct-io=on "$W/mnt/disk.img")"
+  make_pg_cluster "$W/mnt/disk.img"
+  nsenter --net="/run/netns/${P}a-app" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pgfs/data" \
+    -l "$W/log/pg-primary.log" -w -t 60 start >/dev/null || { cat "$W/log/pg-primary.log" >&2; pdie "PostgreSQL did not start"; }
+  PG_PID="$(head -1 "$W/pgfs/data/postmaster.pid")"
+}
+
+# make_pg_cluster FILE: ext4 on a loop device over FILE (mounted at
+# $W/pgfs, device in LOOP) and a PostgreSQL cluster in $W/pgfs/data that
+# listens on APP_IP and trusts the lab's addresses (replication included).
+make_pg_cluster() {
+  LOOP="$(losetup --find --show --direct-io=on "$1")"
   mkfs.ext4 -q -F "$LOOP"
   mount "$LOOP" "$W/pgfs"
   mkdir -p "$W/pgfs/data" "$W/sock" "$W/log"
@@ -136,11 +146,9 @@ unix_socket_directories = '$W/sock'
 shared_buffers = 32MB
 max_connections = 100
 EOT
-  echo "host all all 10.77.0.0/16 trust" >>"$W/pgfs/data/pg_hba.conf"
-  sync  # initdb ran without fsync: push it through the tap now
-  nsenter --net="/run/netns/${P}a-app" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$W/pgfs/data" \
-    -l "$W/log/pg-primary.log" -w -t 60 start >/dev/null || { cat "$W/log/pg-primary.log" >&2; pdie "PostgreSQL did not start"; }
-  PG_PID="$(head -1 "$W/pgfs/data/postmaster.pid")"
+  echo "host all all 10.0.0.0/8 trust" >>"$W/pgfs/data/pg_hba.conf"
+  echo "host replication all 10.0.0.0/8 trust" >>"$W/pgfs/data/pg_hba.conf"
+  sync  # initdb ran without fsync: push it to the volume (through the tap) now
 }
 
 # client CMD...: run a command in the client namespace.
