@@ -163,12 +163,14 @@ proto::Result<void> Agent::start_protection(Protection& p) {
 }
 
 void Agent::stop_protection(Protection& p, bool remove_rule) {
-  // Taps first: no new writes. Then fail the writes still waiting.
+  // Close the log first: writes still waiting for an ack (sync mode) fail
+  // with EIO now. The taps' stop() waits for every completion they owe, and
+  // those acks could only arrive on this thread, which stop() blocks.
+  if (p.log) p.log->close();
   if (p.fuse) p.fuse->stop();
   if (p.nbd) p.nbd->stop();
   if (p.nbd_io) p.nbd_io->stop();
   if (p.nbd_thread.joinable()) p.nbd_thread.join();
-  if (p.log) p.log->close();
   if (p.link && p.log) p.link->remove(p.writer);
   if (p.holder) p.holder->stop();  // held packets are dropped: fail-closed
   if (remove_rule && !p.spec.app_iface.empty()) {
