@@ -43,13 +43,13 @@ proto::Result<std::unique_ptr<Agent>> Agent::create(asio::io_context& io, AgentC
   std::unique_ptr<Agent> a(new Agent(io, std::move(config)));
   DIR* dir = ::opendir((a->config_.data_dir + "/protections").c_str());
   std::vector<std::string> files;
-  while (dir && true) {
-    dirent* e = ::readdir(dir);
-    if (!e) break;
-    std::string n = e->d_name;
-    if (n.ends_with(".json")) files.push_back(n);
+  if (dir) {
+    while (dirent* e = ::readdir(dir)) {
+      std::string n = e->d_name;
+      if (n.ends_with(".json")) files.push_back(n);
+    }
+    ::closedir(dir);
   }
-  if (dir) ::closedir(dir);
   for (const auto& f : files) {
     std::ifstream in(a->config_.data_dir + "/protections/" + f);
     std::stringstream ss;

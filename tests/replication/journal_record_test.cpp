@@ -6,6 +6,7 @@
 
 #include "proto/bytes.h"
 #include "proto/crc32c.h"
+#include "tests/proto/compare.h"
 #include "tests/replication/repl_test_util.h"
 
 namespace tideway::testing {
@@ -14,17 +15,9 @@ namespace {
 using proto::Errc;
 using proto::WriteOp;
 
+// Field by field, data compared by content (the views point into different buffers).
 void expect_same(const proto::ReplWrite& a, const proto::ReplWrite& b) {
-  EXPECT_EQ(a.writer, b.writer);
-  EXPECT_EQ(a.volume, b.volume);
-  EXPECT_EQ(a.seq, b.seq);
-  EXPECT_EQ(a.vector, b.vector);
-  EXPECT_EQ(a.op, b.op);
-  EXPECT_EQ(a.flags, b.flags);
-  EXPECT_EQ(a.offset, b.offset);
-  EXPECT_EQ(a.length, b.length);
-  ASSERT_EQ(a.data.size(), b.data.size());
-  EXPECT_TRUE(std::equal(a.data.begin(), a.data.end(), b.data.begin()));
+  proto::testing::expect_message_eq(proto::Message{a}, proto::Message{b});
 }
 
 TEST(JournalRecord, RoundTripEveryOp) {
