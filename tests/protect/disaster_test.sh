@@ -64,8 +64,8 @@ for mode in $MODES; do
     extra=$(comm -13 <(sort -u "$acked") <(sort -u "$present") | wc -l)
     unacked=$(echo "$status_json" | jq '.protections[0].unacked_writes // 0')
     held=$(echo "$status_json" | jq '.protections[0].holder.held // 0')
-    line=$(printf '{"mode":"%s","iteration":%d,"seed":%d,"kill_after_ms":%d,"acked":%d,"lost":%d,"committed_unacked_by_client":%d,"unacked_writes_before_kill":%s,"held_packets_before_kill":%s}' \
-      "$mode" "$i" "$SEED" "$ms" "$n_acked" "$lost" "$extra" "$unacked" "$held")
+    line=$(printf '{"mode":"%s","iteration":%d,"seed":%d,"kill_after_ms":%d,"acked":%d,"lost":%d,"committed_unacked_by_client":%d,"unacked_writes_before_kill":%s,"held_packets_before_kill":%s,"recovery":"%s"}' \
+      "$mode" "$i" "$SEED" "$ms" "$n_acked" "$lost" "$extra" "$unacked" "$held" "$RECOVERY")
     echo "$line"
     [ -n "$RESULTS" ] && echo "$line" >>"$RESULTS"
     total_runs[$mode]=$(( total_runs[$mode] + 1 ))
@@ -76,6 +76,7 @@ for mode in $MODES; do
     fi
     if [ "$mode" != async ] && [ "$lost" -ne 0 ]; then
       echo "FAIL: $mode run $i lost $lost acknowledged inserts (seed $SEED)" >&2
+      [ "$RECOVERY" = ok ] || echo "  the backup lost the database itself: $RECOVERY" >&2
       comm -23 <(sort -u "$acked") <(sort -u "$present") | head -5 >&2
       failures=$((failures + 1))
     fi
