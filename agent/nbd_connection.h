@@ -118,8 +118,10 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   // Transmission (nbd_transmission.cpp).
   void enter_transmission();
   void read_request();
-  void on_request(const proto::nbd::Request& r);
-  void execute(const proto::nbd::Request& r, Pending p);
+  void fill_read_buffer();
+  void read_payload(const proto::nbd::Request& r);
+  void on_request(const proto::nbd::Request& r, std::span<const uint8_t> data);
+  void execute(const proto::nbd::Request& r, Pending p, std::span<const uint8_t> data);
   void zero_fill(const proto::nbd::Request& r, Pending p);
   IoDone on_strand(Pending p, bool flush_after = false);
   void complete(Pending p, int err, Buffer data = {});
@@ -155,7 +157,7 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
 
   // Transmission state.
   bool transmitting_ = false;
-  bool reading_ = false;       // a header or payload read is outstanding
+  bool reading_ = false;       // a read-ahead or payload read is outstanding
   bool read_paused_ = false;   // stopped at the in-flight bound
   bool draining_ = false;      // no more reads: answer what is in flight, then close
   bool closed_ = false;
@@ -163,8 +165,9 @@ class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
   bool drain_error_ = false;
   size_t inflight_requests_ = 0;
   size_t inflight_bytes_ = 0;
-  std::array<uint8_t, proto::nbd::kRequestSize> req_header_{};
-  Buffer payload_;             // WRITE data; reusable once write() returned
+  Buffer rbuf_;                // read-ahead: requests not yet parsed sit in [rbeg_, rend_)
+  size_t rbeg_ = 0, rend_ = 0;
+  Buffer payload_;             // a WRITE larger than what was buffered; reusable once write() returned
   std::deque<Reply> outbox_;   // bounded by inflight_requests_
   bool writing_ = false;
   size_t writing_count_ = 0;   // replies in the current async_write

@@ -123,6 +123,9 @@ void Applier::run() {
         return stop_ || stats_.applied < stats_.target || drain_requests_ > drains_done_;
       });
       if (stop_ || !stats_.error.empty()) return;
+      if (stats_.applied < stats_.target && drain_requests_ == drains_done_)
+        cv_.wait_for(lock, opts_.apply_delay, [&] { return stop_ || drain_requests_ > drains_done_; });
+      if (stop_) return;
       from = stats_.applied;
       to = stats_.target;
       drain_ticket = drain_requests_;

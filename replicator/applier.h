@@ -24,6 +24,9 @@ struct ApplierOptions {
   std::string checkpoint_path;
   uint64_t sync_bytes = 64ull << 20;             // sync volumes after this much ...
   std::chrono::milliseconds sync_interval{1000};  // ... or this long
+  // Once records are waiting, let more arrive before reading them back:
+  // one journal read per round, not one per group-commit batch.
+  std::chrono::milliseconds apply_delay{10};
 };
 
 struct ApplierStats {

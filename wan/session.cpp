@@ -230,8 +230,16 @@ void Session::kick() {
   }
   writing_ = true;
   std::vector<asio::const_buffer> bufs;
-  bufs.reserve(batch.frames.size());
-  for (const auto& f : batch.frames) bufs.push_back(asio::buffer(*f));
+  if (link_->tls() && batch.frames.size() > 1) {
+    // asio's SSL stream writes only the first buffer of a sequence per
+    // SSL_write: 16 frames of 4 KiB would be 16 records and 16 syscalls.
+    tls_batch_.clear();
+    for (const auto& f : batch.frames) tls_batch_.insert(tls_batch_.end(), f->begin(), f->end());
+    bufs.push_back(asio::buffer(tls_batch_));
+  } else {
+    bufs.reserve(batch.frames.size());
+    for (const auto& f : batch.frames) bufs.push_back(asio::buffer(*f));
+  }
   const uint64_t gen = link_gen_;
   link_->async_write(bufs, [self = shared_from_this(), gen, link = link_, frames = std::move(batch.frames)](
                                const boost::system::error_code& ec, size_t) {

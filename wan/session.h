@@ -114,6 +114,9 @@ class Session : public std::enable_shared_from_this<Session> {
   proto::FrameParser parser_;
   std::vector<uint8_t> rbuf_;
   bool writing_ = false;
+  // TLS writes one buffer per SSL_write (one record, one send syscall), so
+  // a batch of small frames is gathered here first. Reused across writes.
+  std::vector<uint8_t> tls_batch_;
   asio::steady_timer rate_timer_;
   bool rate_timer_armed_ = false;
   asio::steady_timer heartbeat_timer_;
