@@ -5,21 +5,25 @@
 #
 #   sudo tests/bench/protect_pgbench.sh [--build DIR] [--seconds 30]
 #        [--rtts "0 10 50 100"] [--clients "1 4 16 64"]
-#        [--configs "async sync pipelined pgsync"] [--out DIR] [--json]
+#        [--configs "async sync pipelined pgsync"] [--script tpcb|insert]
+#        [--out DIR] [--json]
 #
-# Each config gets a fresh PostgreSQL (pgbench -i -s 1, default TPC-B-like
-# script) whose clients run in a namespace beside the protected one (0 RTT
+# Each config gets a fresh PostgreSQL (pgbench -i -s 1) whose clients run in a namespace beside the protected one (0 RTT
 # to the database); the RTT is the WAN's, between primary and backup.
 #   async, sync, pipelined  PostgreSQL on ext4 / loop / Tideway's FUSE tap
 #   pgsync                  PostgreSQL on ext4 / loop / plain file, standby at
 #                           the backup site over the same emulated WAN,
 #                           synchronous_commit = on, synchronous_standby_names = '*'
+# Scripts: tpcb (default) is pgbench's built-in TPC-B-like transaction: every
+# transaction updates the one branch row (scale 1), so clients queue on its
+# lock. insert is one INSERT per transaction into pgbench_history: no shared
+# row, the serialized-inserts workload of the paper's 12x result.
 # Writes OUT/results.jsonl (one line per run: TPS, p50/p99 latency), OUT/
 # results.md and plots OUT/tps_vs_clients_rtt50.svg, OUT/latency_vs_rtt.svg.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BUILD="${BUILD:-$HERE/../../build-rel}"
-SECS=30 RTTS="0 10 50 100" CLIENTS="1 4 16 64" CONFIGS="async sync pipelined pgsync" OUT="" JSON=0
+SECS=30 RTTS="0 10 50 100" CLIENTS="1 4 16 64" CONFIGS="async sync pipelined pgsync" OUT="" JSON=0 SCRIPT=tpcb
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD="$2"; shift 2 ;;
@@ -27,12 +31,17 @@ while [ $# -gt 0 ]; do
     --rtts) RTTS="$2"; shift 2 ;;
     --clients) CLIENTS="$2"; shift 2 ;;
     --configs) CONFIGS="$2"; shift 2 ;;
+    --script) SCRIPT="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --json) JSON=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "protect_pgbench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$SCRIPT" in
+  tpcb|insert) ;;
+  *) echo "protect_pgbench: --script must be tpcb or insert, not '$SCRIPT'" >&2; exit 2 ;;
+esac
 BUILD="$(cd "$BUILD" && pwd)"
 export BUILD
 source "$HERE/../protect/protect_lab.sh"
@@ -94,16 +103,27 @@ run_pgbench() {
   local config="$1" rtt="$2" c="$3" j logdir out tps p50 p99
   j=$(( c < 4 ? c : 4 ))
   logdir="$W/pgb-$config-$rtt-$c"; rm -rf "$logdir"; mkdir -p "$logdir"
-  out=$(cd "$logdir" && client pgbench -h "$APP_IP" -U postgres -c "$c" -j "$j" -T "$SECS" -l postgres 2>&1) ||
+  local script=()
+  if [ "$SCRIPT" = insert ]; then
+    cat >"$logdir/insert.sql" <<'EOT'
+\set aid random(1, 100000)
+\set bid random(1, 1)
+\set tid random(1, 10)
+\set delta random(-5000, 5000)
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+EOT
+    script=(-f "$logdir/insert.sql")
+  fi
+  out=$(cd "$logdir" && client pgbench -h "$APP_IP" -U postgres -c "$c" -j "$j" -T "$SECS" -l "${script[@]}" postgres 2>&1) ||
     { echo "$out" >&2; pdie "pgbench failed ($config rtt $rtt c $c)"; }
   tps=$(echo "$out" | awk '/^tps = / {print $3; exit}')
   read -r p50 p99 < <(cat "$logdir"/pgbench_log.* | awk '{print $3}' | sort -n |
     awk '{a[NR]=$1} END {if (NR==0) {print "0 0"} else {i=int(NR*0.5); if(i<1)i=1; k=int(NR*0.99); if(k<1)k=1; printf "%.2f %.2f\n", a[i]/1000, a[k]/1000}}')
   local line
-  line=$(printf '{"config":"%s","rtt_ms":%d,"clients":%d,"seconds":%d,"tps":%s,"p50_ms":%s,"p99_ms":%s}' \
-    "$config" "$rtt" "$c" "$SECS" "$tps" "$p50" "$p99")
+  line=$(printf '{"config":"%s","script":"%s","rtt_ms":%d,"clients":%d,"seconds":%d,"tps":%s,"p50_ms":%s,"p99_ms":%s}' \
+    "$config" "$SCRIPT" "$rtt" "$c" "$SECS" "$tps" "$p50" "$p99")
   echo "$line" >>"$OUT/results.jsonl"
-  [ "$JSON" = 1 ] && echo "$line" || plog "$config rtt=${rtt}ms clients=$c: $tps TPS, p50 $p50 ms, p99 $p99 ms"
+  [ "$JSON" = 1 ] && echo "$line" || plog "$config ($SCRIPT) rtt=${rtt}ms clients=$c: $tps TPS, p50 $p50 ms, p99 $p99 ms"
 }
 
 for rtt in $RTTS; do
