@@ -19,7 +19,8 @@
 # lock. insert is one INSERT per transaction into pgbench_history: no shared
 # row, the serialized-inserts workload of the paper's 12x result.
 # Writes OUT/results.jsonl (one line per run: TPS, p50/p99 latency), OUT/
-# results.md and plots OUT/tps_vs_clients_rtt50.svg, OUT/latency_vs_rtt.svg.
+# results.md and plots OUT/tps_vs_clients_rtt50.svg (or the largest RTT run),
+# OUT/latency_vs_rtt.svg.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BUILD="${BUILD:-$HERE/../../build-rel}"
@@ -143,32 +144,43 @@ done
 
 # Summary table and plots.
 {
-  echo "| config | RTT ms | clients | TPS | p50 ms | p99 ms |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-  jq -r '"| \(.config) | \(.rtt_ms) | \(.clients) | \(.tps) | \(.p50_ms) | \(.p99_ms) |"' "$OUT/results.jsonl"
+  echo "| config | script | RTT ms | clients | TPS | p50 ms | p99 ms |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+  jq -r '"| \(.config) | \(.script) | \(.rtt_ms) | \(.clients) | \(.tps * 10 | round / 10) | \(.p50_ms) | \(.p99_ms) |"' "$OUT/results.jsonl"
 } >"$OUT/results.md"
+# TPS vs clients at 50 ms RTT (or the largest RTT run); p50 vs RTT at one
+# client. A config without points is left out of a plot; a plot without
+# points is not drawn.
+PLOT_RTT=50
+[[ " $RTTS " == *" 50 "* ]] || PLOT_RTT="${RTTS##* }"
 if command -v gnuplot >/dev/null; then
-  for config in $CONFIGS; do
-    jq -r "select(.config==\"$config\" and .rtt_ms==50) | \"\(.clients) \(.tps)\"" "$OUT/results.jsonl" >"$OUT/tps-$config.dat"
-    jq -r "select(.config==\"$config\" and .clients==1) | \"\(.rtt_ms) \(.p50_ms)\"" "$OUT/results.jsonl" >"$OUT/lat-$config.dat"
-  done
   plot_tps="" plot_lat=""
   for config in $CONFIGS; do
-    plot_tps+="'$OUT/tps-$config.dat' using 1:2 with linespoints title '$config',"
-    plot_lat+="'$OUT/lat-$config.dat' using 1:2 with linespoints title '$config',"
+    jq -r "select(.config==\"$config\" and .rtt_ms==$PLOT_RTT) | \"\(.clients) \(.tps)\"" "$OUT/results.jsonl" >"$OUT/tps-$config.dat"
+    jq -r "select(.config==\"$config\" and .clients==1) | \"\(.rtt_ms) \(.p50_ms)\"" "$OUT/results.jsonl" >"$OUT/lat-$config.dat"
+    if [ -s "$OUT/tps-$config.dat" ]; then
+      plot_tps+="'$OUT/tps-$config.dat' using 1:2 with linespoints title '$config',"
+    fi
+    if [ "$(wc -l <"$OUT/lat-$config.dat")" -ge 2 ]; then
+      plot_lat+="'$OUT/lat-$config.dat' using 1:2 with linespoints title '$config',"
+    fi
   done
-  gnuplot <<EOT
-set terminal svg size 640,420
-set output '$OUT/tps_vs_clients_rtt50.svg'
-set title 'pgbench TPS vs clients (RTT 50 ms)'
-set xlabel 'clients'; set ylabel 'TPS'; set logscale x 2; set key left top
-plot ${plot_tps%,}
-set output '$OUT/latency_vs_rtt.svg'
-set title 'pgbench p50 latency vs RTT (1 client)'
-unset logscale x
-set xlabel 'RTT ms'; set ylabel 'p50 latency ms'
-plot ${plot_lat%,}
-EOT
+  {
+    echo "set terminal svg size 640,420"
+    if [ -n "$plot_tps" ]; then
+      echo "set output '$OUT/tps_vs_clients_rtt$PLOT_RTT.svg'"
+      echo "set title 'pgbench ($SCRIPT) TPS vs clients (RTT $PLOT_RTT ms)'"
+      echo "set xlabel 'clients'; set ylabel 'TPS'; set logscale x 2; set key left top"
+      echo "plot ${plot_tps%,}"
+    fi
+    if [ -n "$plot_lat" ]; then
+      echo "set output '$OUT/latency_vs_rtt.svg'"
+      echo "set title 'pgbench ($SCRIPT) p50 latency vs RTT (1 client)'"
+      echo "unset logscale x; set key left top"
+      echo "set xlabel 'RTT ms'; set ylabel 'p50 latency ms'"
+      echo "plot ${plot_lat%,}"
+    fi
+  } | gnuplot || echo "protect_pgbench: gnuplot failed; the numbers are in $OUT/results.jsonl" >&2
 fi
 cat "$OUT/results.md"
 echo "results in $OUT" >&2

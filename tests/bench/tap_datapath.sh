@@ -10,6 +10,7 @@
 # includes durability. Target: each tap >= 0.8x raw.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/../lib/daemon_configs.sh"
 BUILD="$HERE/../../build-rel" SIZE=512M JSON=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,29 +34,8 @@ cleanup() {
 }
 trap cleanup EXIT
 "$HERE/../../deploy/certs.sh" "$W/pki" primary backup >/dev/null
-cat >"$W/r.toml" <<EOT
-site = "backup"
-data_dir = "$W/replicator"
-control_socket = "$W/r.sock"
-listen = "127.0.0.1"
-port = 17399
-[tls]
-ca = "$W/pki/ca.pem"
-cert = "$W/pki/backup.pem"
-key = "$W/pki/backup.key"
-EOT
-cat >"$W/a.toml" <<EOT
-site = "primary"
-data_dir = "$W/agent"
-control_socket = "$W/a.sock"
-[backup.backup]
-address = "127.0.0.1"
-port = 17399
-[tls]
-ca = "$W/pki/ca.pem"
-cert = "$W/pki/primary.pem"
-key = "$W/pki/primary.key"
-EOT
+tw_replicator_toml "$W/r.toml" "$W/replicator" "$W/r.sock" 127.0.0.1 17399 "$W/pki"
+tw_agent_toml "$W/a.toml" "$W/agent" "$W/a.sock" 127.0.0.1 17399 "$W/pki"
 "$BUILD/replicator/tideway-replicator" -c "$W/r.toml" >"$W/r.log" 2>&1 & RP=$!
 "$BUILD/agent/tideway-agent" -c "$W/a.toml" >"$W/a.log" 2>&1 & AP=$!
 for _ in $(seq 100); do [ -S "$W/a.sock" ] && [ -S "$W/r.sock" ] && break; sleep 0.05; done

@@ -6,6 +6,7 @@
 # arguments, unreachable daemons. Each must fail with a clear message and
 # change nothing.
 set -euo pipefail
+source "$(dirname "$0")/../lib/daemon_configs.sh"
 BUILD="${BUILD:?set BUILD to the build directory}"
 TW="$BUILD/agent/tideway"
 W="$(mktemp -d /tmp/tw-cli.XXXXXX)"
@@ -42,25 +43,8 @@ expect_fail 2 "syntax.toml:2" "$BUILD/replicator/tideway-replicator" -c "$W/synt
 # An unreachable daemon: exit 3, says where it looked.
 expect_fail 3 "cannot reach the daemon at $W/none.sock" "$TW" --socket "$W/none.sock" status
 
-cat >"$W/r.toml" <<EOT
-site = "backup"
-data_dir = "$W/replicator"
-control_socket = "$W/r.sock"
-listen = "127.0.0.1"
-port = $port
-[tls]
-plaintext_for_tests = true
-EOT
-cat >"$W/a.toml" <<EOT
-site = "primary"
-data_dir = "$W/agent"
-control_socket = "$W/a.sock"
-[backup.backup]
-address = "127.0.0.1"
-port = $port
-[tls]
-plaintext_for_tests = true
-EOT
+tw_replicator_toml "$W/r.toml" "$W/replicator" "$W/r.sock" 127.0.0.1 "$port" plaintext
+tw_agent_toml "$W/a.toml" "$W/agent" "$W/a.sock" 127.0.0.1 "$port" plaintext
 "$BUILD/replicator/tideway-replicator" -c "$W/r.toml" >"$W/r.log" 2>&1 & RP=$!
 "$BUILD/agent/tideway-agent" -c "$W/a.toml" >"$W/a.log" 2>&1 & AP=$!
 for _ in $(seq 200); do [ -S "$W/a.sock" ] && [ -S "$W/r.sock" ] && break; sleep 0.05; done

@@ -18,6 +18,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${BUILD:-$REPO_ROOT/build}"
 LAB_SH="${LAB_SH:-$REPO_ROOT/deploy/lab.sh}"
 export TIDEWAY_WANEM="${TIDEWAY_WANEM:-$BUILD/wan/wanem/tideway-wanem}"
+source "$REPO_ROOT/tests/lib/daemon_configs.sh"
 TIDEWAY="$BUILD/agent/tideway"
 PGBIN=/usr/lib/postgresql/15/bin
 APP_IP=10.77.1.2
@@ -74,31 +75,8 @@ protect_lab_up() {
 start_daemons() {
   local R="$W/run"
   rm -rf "$R"; mkdir -p "$R"
-  cat >"$R/replicator.toml" <<EOT
-site = "backup"
-data_dir = "$R/replicator"
-control_socket = "$R/replicator.sock"
-listen = "$IP_B"
-port = 7300
-[tls]
-ca = "$W/pki/ca.pem"
-cert = "$W/pki/backup.pem"
-key = "$W/pki/backup.key"
-allowed_peers = ["primary"]
-EOT
-  cat >"$R/agent.toml" <<EOT
-site = "primary"
-data_dir = "$R/agent"
-control_socket = "$R/agent.sock"
-[backup.backup]
-address = "$IP_B"
-port = 7300
-[tls]
-ca = "$W/pki/ca.pem"
-cert = "$W/pki/primary.pem"
-key = "$W/pki/primary.key"
-allowed_peers = ["backup"]
-EOT
+  tw_replicator_toml "$R/replicator.toml" "$R/replicator" "$R/replicator.sock" "$IP_B" 7300 "$W/pki"
+  tw_agent_toml "$R/agent.toml" "$R/agent" "$R/agent.sock" "$IP_B" 7300 "$W/pki"
   nsenter --net="/run/netns/$NS_B" "$BUILD/replicator/tideway-replicator" -c "$R/replicator.toml" \
     >"$R/replicator.log" 2>&1 &
   REPL_PID=$!
