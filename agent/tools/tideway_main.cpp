@@ -6,6 +6,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "wan/codec/cbr_scan_cli.h"
 #include "wan/control_socket.h"
 
 using nlohmann::json;
@@ -71,7 +72,9 @@ int main(int argc, char** argv) {
       "  tideway unprotect NAME\n"
       "At the backup site (talks to tideway-replicator):\n"
       "  tideway backup-status [--json]\n"
-      "  tideway promote NAME [--json]     stop intake, apply the journal, hand over the image\n"};
+      "  tideway promote NAME [--json]     stop intake, apply the journal, hand over the image\n"
+      "Anywhere:\n"
+      "  tideway cbr-scan IMAGE [--cache-mb 100 --cache-mb 1024] [--json]   what the WAN codec would save\n"};
   app.require_subcommand(1);
   std::string agent_socket = "/run/tideway/agent.sock", repl_socket = "/run/tideway/replicator.sock";
   bool as_json = false;
@@ -103,7 +106,18 @@ int main(int argc, char** argv) {
   app.add_subcommand("backup-status", "backup volumes, journal and applier at the backup site");
   auto* promote = app.add_subcommand("promote", "make the backup volume usable for recovery");
   promote->add_option("name", name, "protection (volume) name")->required();
+  auto* cbr_scan = app.add_subcommand(
+      "cbr-scan",
+      "offline: what the WAN codec would send for a disk or memory image (zero pages, duplicate "
+      "sub-blocks per cache size, bytes in and out); needs no daemon");
+  wan::codec::CbrScanArgs scan_args;
+  wan::codec::add_cbr_scan_options(*cbr_scan, scan_args, false);
   CLI11_PARSE(app, argc, argv);
+
+  if (*cbr_scan) {
+    scan_args.json = as_json;
+    return wan::codec::run_cbr_scan(scan_args, "tideway cbr-scan");
+  }
 
   if (*protect) {
     json spec{{"name", name}, {"volume", volume}, {"mode", mode}};

@@ -3,6 +3,7 @@
 //                          of several frames back to back
 //   <dir>/payload/<name>  the type byte followed by the sample's payload
 //   <dir>/nbd/<name>      fuzz_nbd: a decoder mode byte, then its input
+//   <dir>/codec/<name>    fuzz_codec: a mode byte, then batches or a recipe
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 
 #include "proto/journal_record.h"
 #include "proto/nbd.h"
+#include "tests/fuzz/codec_fuzz_samples.h"
 #include "tests/proto/samples.h"
 
 namespace fs = std::filesystem;
@@ -89,6 +91,38 @@ static void write_nbd_seeds(const fs::path& dir) {
   seed("client_stream", 8, stream);
 }
 
+// fuzz_codec seeds: a mode byte, then its input (see fuzz_codec.cpp).
+static void write_codec_seeds(const fs::path& dir) {
+  namespace cf = tideway::wan::codec::fuzz;
+  using tideway::wan::codec::Encoder;
+  fs::create_directories(dir);
+  const auto seed = [&](const std::string& name, uint8_t mode, const std::vector<uint8_t>& bytes) {
+    std::vector<uint8_t> v{mode};
+    v.insert(v.end(), bytes.begin(), bytes.end());
+    write(dir / name, v);
+  };
+  auto e = std::move(*Encoder::create(cf::fuzz_config()));
+  std::vector<std::vector<uint8_t>> warm;
+  for (int k = 0; k <= cf::kWarmBatches; ++k) warm.push_back(cf::encode_warm(*e, k));
+  seed("fresh_first_batch", 0, warm[0]);
+  seed("warmed_due_batch", 1, warm[cf::kWarmBatches]);
+  seed("warmed_replayed_batch", 1, warm[1]);  // a duplicate
+  std::vector<uint8_t> seq;
+  for (const auto& w : warm) {
+    seq.push_back(static_cast<uint8_t>(w.size()));
+    seq.push_back(static_cast<uint8_t>(w.size() >> 8));
+    seq.insert(seq.end(), w.begin(), w.end());
+  }
+  seed("batch_sequence", 3, seq);
+  // Round-trip recipes: config byte, then page ops (fuzz_codec.cpp).
+  seed("recipe_mixed", 2, {0x02, 0, 1, 0xab, 5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 4, 1, 2, 3, 0,
+                           3, 2, 10, 20, 1, 3, 4, 0x55, 7, 6, 0, 2, 0, 3, 1, 0, 0, 1, 7, 0x86, 5, 9, 9, 9, 9, 9, 9, 9, 9,
+                           9, 9, 9, 9, 9, 9, 9, 9, 3, 1, 5, 5, 1});
+  seed("recipe_tiny_cache_collisions", 2, {0x0b, 4, 0x81, 7, 4, 0x82, 8, 4, 1, 2, 3, 2, 0, 2, 1, 6, 0, 3, 3, 1, 2, 3,
+                                           4, 5, 6, 7, 2, 3, 7});
+  seed("recipe_no_state", 2, {0xe3, 1, 0x11, 5, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 7, 1, 0x22});
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s OUTDIR\n", argv[0]);
@@ -117,5 +151,6 @@ int main(int argc, char** argv) {
   write(out / "frame" / "stream_resent_more", resent);
   write_nbd_seeds(out / "nbd");
   write_journal_seeds(out / "journal");
+  write_codec_seeds(out / "codec");
   return 0;
 }

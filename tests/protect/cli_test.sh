@@ -88,4 +88,15 @@ cmp "$img" "$W/vm1.img" || fail "promoted image differs from the primary"
 "${A[@]}" unprotect vm1 | grep -q "unprotected vm1" || fail "unprotect"
 expect_fail 1 "not protected here" "${A[@]}" unprotect vm1
 [ ! -S "$W/vm1.nbd" ] || fail "the NBD socket outlived unprotect"
+# cbr-scan (offline, no daemon): 256 zero pages, then one random page 256
+# times: the zeros are found, and all but the first copy are CBR hits.
+expect_fail 105 "Path does not exist" "$TW" cbr-scan "$W/none.img"
+head -c 1048576 /dev/zero >"$W/scan.img"
+head -c 4096 /dev/urandom >"$W/page"
+for _ in $(seq 256); do cat "$W/page"; done >>"$W/scan.img"
+scan=$("$TW" --json cbr-scan -q --cache-mb 4 --sub-blocks 4 "$W/scan.img") || fail "cbr-scan failed"
+[ "$(jq '.zero_pages' <<<"$scan")" = 256 ] || fail "cbr-scan: zero pages: $scan"
+[ "$(jq '.rows[0].duplicate_sub_blocks' <<<"$scan")" = 1020 ] || fail "cbr-scan: duplicate sub-blocks: $scan"
+"$TW" cbr-scan -q --cache-mb 4 --sub-blocks 4 "$W/scan.img" | grep -q "zero" || fail "cbr-scan: no table"
+
 echo "PASS cli_test"
