@@ -17,6 +17,8 @@ PACKAGES=(
   postgresql libpq-dev fio util-linux e2fsprogs
   # benchmark plots
   gnuplot-nox
+  # migrate: the QEMU test guest (deploy/guest) and the codec's data images
+  qemu-system-x86 busybox-static cpio debootstrap
 )
 
 if [ "$(id -u)" -ne 0 ]; then
