@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "wan/codec/batch_format.h"
+
 namespace tideway::wan::codec {
 
 struct CodecStats {
@@ -36,6 +38,24 @@ struct CodecStats {
   uint64_t resets = 0;            // epochs started (encoder) or adopted (decoder)
   uint64_t rejected = 0;          // decoder: batches refused
 };
+
+// Counts one "blocks" record (not zero, not raw) of `sub_blocks`
+// sub-blocks, from how many were sent with each SubCode (indexed by its
+// value). Encoder and decoder both call it, so their counters agree.
+inline void count_blocks_record(CodecStats& s, const uint32_t (&by_code)[4], uint32_t sub_blocks) {
+  const uint32_t literal = by_code[static_cast<uint8_t>(SubCode::kLiteral)];
+  const uint32_t hit = by_code[static_cast<uint8_t>(SubCode::kHit)];
+  s.sub_literal += literal;
+  s.sub_hit += hit;
+  s.sub_delta += by_code[static_cast<uint8_t>(SubCode::kDelta)];
+  s.sub_unchanged += by_code[static_cast<uint8_t>(SubCode::kUnchanged)];
+  if (hit == sub_blocks)
+    ++s.cbr_records;
+  else if (hit == 0 && literal == 0)
+    ++s.delta_records;
+  else
+    ++s.mixed_records;
+}
 
 // page_bytes / wire_bytes (1.0 when nothing was sent).
 double reduction_ratio(const CodecStats& s);

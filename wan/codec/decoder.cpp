@@ -337,22 +337,9 @@ proto::Result<void> Decoder::decode_blocks(const uint8_t*& p, const uint8_t* end
         break;
     }
   }
-  const uint32_t literal = count[static_cast<uint8_t>(SubCode::kLiteral)];
-  const uint32_t hit = count[static_cast<uint8_t>(SubCode::kHit)];
-  const uint32_t unchanged = count[static_cast<uint8_t>(SubCode::kUnchanged)];
   changed_[record] = changed;
   in_place_[record] = committed;
-  batch_stats_.sub_literal += literal;
-  batch_stats_.sub_hit += hit;
-  batch_stats_.sub_delta += count[static_cast<uint8_t>(SubCode::kDelta)];
-  batch_stats_.sub_unchanged += unchanged;
-  if (hit == n) {
-    ++batch_stats_.cbr_records;
-  } else if (hit == 0 && literal == 0) {
-    ++batch_stats_.delta_records;
-  } else {
-    ++batch_stats_.mixed_records;
-  }
+  count_blocks_record(batch_stats_, count, n);
   return {};
 }
 

@@ -239,27 +239,14 @@ void Encoder::encode_page(uint64_t address, const uint8_t* page) {
   }
   checksum_ = checksum_page(checksum_, address, hashes, n);
 
-  const uint32_t literal = count[static_cast<uint8_t>(SubCode::kLiteral)];
-  const uint32_t hit = count[static_cast<uint8_t>(SubCode::kHit)];
-  const uint32_t unchanged = count[static_cast<uint8_t>(SubCode::kUnchanged)];
-  if (literal == n) {
+  if (count[static_cast<uint8_t>(SubCode::kLiteral)] == n) {
     // All literal: a raw record, no code bytes (nothing followed them).
     control_len_ = codes_at;
     kind |= static_cast<uint8_t>(RecordType::kRaw);
     ++stats_.raw_records;
   } else {
     kind |= static_cast<uint8_t>(RecordType::kBlocks);
-    stats_.sub_literal += literal;
-    stats_.sub_hit += hit;
-    stats_.sub_delta += count[static_cast<uint8_t>(SubCode::kDelta)];
-    stats_.sub_unchanged += unchanged;
-    if (hit == n) {
-      ++stats_.cbr_records;
-    } else if (hit == 0 && literal == 0) {
-      ++stats_.delta_records;
-    } else {
-      ++stats_.mixed_records;
-    }
+    count_blocks_record(stats_, count, n);
   }
   // The new version becomes the stored one: patched in place when the
   // address is stored (only changed sub-blocks are written), else put.
