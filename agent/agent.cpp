@@ -67,6 +67,8 @@ proto::Result<std::unique_ptr<Agent>> Agent::create(asio::io_context& io, AgentC
     }
     a->protections_[p->spec.name] = std::move(p);
   }
+  a->vms_ = std::make_unique<VmManager>(io, a->config_.site, a->config_.migration, a->config_.tls);
+  if (auto r = a->vms_->start(); !r) return r.error();
   return a;
 }
 
@@ -75,6 +77,7 @@ Agent::~Agent() { stop(); }
 void Agent::stop() {
   for (auto& [name, p] : protections_) stop_protection(*p, /*remove_rule=*/false);
   for (auto& [name, l] : links_) l->stop();
+  if (vms_) vms_->stop();
 }
 
 std::string Agent::spec_path(const std::string& name) const {
@@ -100,7 +103,9 @@ std::shared_ptr<ReplicationLink> Agent::link_for(const std::string& backup) {
   wan::ChannelOptions o;
   o.site = config_.site;
   o.tls = config_.tls;
-  auto link = ReplicationLink::create(io_, o, site.address, site.port);
+  ReplicationLinkOptions lo;
+  lo.codec = config_.codec;
+  auto link = ReplicationLink::create(io_, o, site.address, site.port, lo);
   link->start();
   links_[backup] = link;
   return link;
@@ -192,8 +197,10 @@ void Agent::handle(const json& req, wan::ControlServer::Reply reply) {
     protect(req, std::move(reply));
   } else if (cmd == "unprotect") {
     unprotect(req, std::move(reply));
-  } else {
-    reply(fail("unknown command \"" + cmd + "\" (status, protect, unprotect)"));
+  } else if (!vms_->handle(cmd, req, reply)) {
+    reply(fail("unknown command \"" + cmd +
+               "\" (status, protect, unprotect, vm-start, vm-stop, vm-resume, vm-list, migrate, migrate-status, "
+               "migrate-cancel)"));
   }
 }
 
@@ -264,12 +271,14 @@ json Agent::protection_status(const Protection& p) const {
                    {"kernel_lost", h.kernel_lost}};
   }
   j["link"] = p.link->status();
+  j["codec"] = p.link->codec_status(p.writer);
   return j;
 }
 
 json Agent::status() const {
   json j{{"site", config_.site}, {"protections", json::array()}};
   for (auto& [n, p] : protections_) j["protections"].push_back(protection_status(*p));
+  if (vms_) j["vms"] = vms_->status()["vms"];
   return j;
 }
 

@@ -1,5 +1,6 @@
 // The agent daemon's core: its protections, the replication links to the
-// backup sites, and the control API (`protect`, `unprotect`, `status`).
+// backup sites, its VMs and their migrations (VmManager), and the control
+// API (`protect`, `unprotect`, `status`, and VmManager's commands).
 //
 // Threading: everything here runs on the io_context thread (replication,
 // holders, control). Taps have their own threads (FUSE loop, NBD io thread)
@@ -21,6 +22,7 @@
 #include "agent/protected_volume.h"
 #include "agent/protection_spec.h"
 #include "agent/replication_link.h"
+#include "agent/vm_manager.h"
 #include "agent/write_log.h"
 #include "wan/control_socket.h"
 
@@ -67,6 +69,7 @@ class Agent {
   const AgentConfig config_;
   std::map<std::string, std::shared_ptr<ReplicationLink>> links_;
   std::map<std::string, std::unique_ptr<Protection>> protections_;
+  std::unique_ptr<VmManager> vms_;
 };
 
 // A writer id stable for a site and protection name (never 0).

@@ -5,6 +5,11 @@
 // session) it attaches again and re-sends everything not yet acked; the
 // replicator drops what it already journaled.
 //
+// With the codec negotiated (kFeatCodec) page-aligned writes travel as
+// codec batches, one encoder per writer (agent/write_encoder.h). Every
+// attach starts a new codec epoch at both ends; a batch the replicator
+// cannot decode makes it ask for a re-attach (REPL_ATTACHED kReattach).
+//
 // Threading: everything runs on the io_context thread, except wake(),
 // which taps call (via WriteLog::on_issue) from any thread.
 #pragma once
@@ -18,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/write_encoder.h"
 #include "agent/write_log.h"
 #include "wan/channel.h"
 
@@ -32,13 +38,21 @@ struct LinkVolume {
 enum class AttachState { kAttaching, kAttached, kRefused };
 const char* attach_state_name(AttachState s);
 
+struct ReplicationLinkOptions {
+  ReplicationCodecOptions codec;
+  // Retention of the data stream (0: the channel's 64 MiB). Past it the
+  // link waits for acks; tests shrink it to exercise that path.
+  size_t data_retention_bytes = 0;
+};
+
 class ReplicationLink : public std::enable_shared_from_this<ReplicationLink> {
  public:
   using CommitHandler = std::function<void(uint32_t writer, uint64_t committed)>;
 
   // Throws std::runtime_error for unusable TLS material (as ChannelClient).
   static std::shared_ptr<ReplicationLink> create(boost::asio::io_context& io, wan::ChannelOptions opts,
-                                                 std::string host, uint16_t port);
+                                                 std::string host, uint16_t port,
+                                                 ReplicationLinkOptions link_opts = {});
   void start();
   void stop();
 
@@ -53,7 +67,14 @@ class ReplicationLink : public std::enable_shared_from_this<ReplicationLink> {
   AttachState attach_state(uint32_t writer) const;
   std::string refusal(uint32_t writer) const;
   nlohmann::json status() const;
+  // The writer's codec counters (null when the codec is off).
+  nlohmann::json codec_status(uint32_t writer) const;
   const std::shared_ptr<wan::Session>& session() const { return client_->session(); }
+
+  // Tests only: sees (and may change) each codec batch after encoding,
+  // before it is framed: corrupting one must not corrupt the backup.
+  using BatchHook = std::function<void(uint32_t writer, uint64_t seq, std::vector<uint8_t>& batch)>;
+  void set_batch_hook_for_tests(BatchHook h) { batch_hook_ = std::move(h); }
 
  private:
   struct Writer {
@@ -63,19 +84,38 @@ class ReplicationLink : public std::enable_shared_from_this<ReplicationLink> {
     std::string refusal;
     uint64_t next_send = 1;
     uint64_t sent_writes = 0, sent_bytes = 0;
+    uint64_t reattach_requests = 0;
     CommitHandler on_commit;
+    std::unique_ptr<WriteEncoder> encoder;  // null when the codec is off
+    // An encoded REPL_WRITE payload the channel refused: the encoder has
+    // moved past it, so it goes first and as is (never re-encoded).
+    std::vector<uint8_t> held;
+    uint64_t held_seq = 0;  // 0: nothing held
+    uint32_t held_length = 0;
+    std::vector<uint8_t> batch;  // encoding scratch, reused
+    size_t attach_next = 0;      // volumes whose ATTACH is queued
   };
 
-  ReplicationLink(boost::asio::io_context& io, std::shared_ptr<wan::ChannelClient> client)
-      : io_(io), client_(std::move(client)) {}
+  ReplicationLink(boost::asio::io_context& io, std::shared_ptr<wan::ChannelClient> client,
+                  ReplicationLinkOptions opts)
+      : io_(io), client_(std::move(client)), opts_(std::move(opts)) {}
   void attach(Writer& w);
+  // Attach again and re-send everything above committed (new codec epoch).
+  void restart(Writer& w);
+  // Queues the ATTACHes not queued yet. False: the stream is full.
+  bool send_attaches(Writer& w);
   void pump();
+  // Queues the write (encoded when possible). False: the stream is full.
+  bool send_write(uint32_t id, Writer& w, const RetainedWrite& rw);
+  void sent(Writer& w, uint64_t seq, uint32_t length);
   void on_message(proto::MessageType type, std::span<const uint8_t> payload);
   void on_state(wan::SessionState s);
 
   boost::asio::io_context& io_;
   std::shared_ptr<wan::ChannelClient> client_;
+  const ReplicationLinkOptions opts_;
   std::map<uint32_t, Writer> writers_;
+  BatchHook batch_hook_;
   std::atomic<bool> wake_posted_{false};
   bool blocked_ = false;  // waiting for on_writable
 };

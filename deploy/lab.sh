@@ -35,6 +35,14 @@
 #   partition on|off [ab|ba]   cut or heal the WAN (both ways, or one way)
 #   set [--delay-ms N] [--jitter-ms N] [--rate-mbit N] [--loss F] [--queue-kb N]
 #             change link settings while running
+#   pool add NAME --vni N   a virtual cloud pool spanning both sites: bridge
+#             vcp-NAME at each site, VXLAN vx-NAME over wan0, each site
+#             flooding to the other (needs up --wan-mtu 1550 for a 1500 MTU)
+#   pool del NAME [--force] delete it at both sites (--force: with hosts attached)
+#   pool join|leave NAME    add/remove the other site as a member, both sides
+#   pool list               the pools at each site
+#             (pool commands run `tideway pool` in the site namespaces and
+#             print how long each reconfiguration took; docs/lab.md)
 #
 # OPTIONS
 #   --prefix P       namespace prefix, [A-Za-z0-9_-]{1,12} (default tw-)
@@ -51,6 +59,10 @@
 #   --wanem PATH     emulator binary (default $TIDEWAY_WANEM, else the one
 #                    the lab was brought up with, else
 #                    build/wan/wanem/tideway-wanem under the repo root)
+#   --vni N          pool add: the pool's VXLAN network identifier (1-16777215)
+#   --force          pool del: also when hosts are attached
+#   --tideway PATH   the tideway CLI for pool commands (default $TIDEWAY_BIN,
+#                    else build/agent/tideway under the repo root)
 #
 # It only ever creates, changes and deletes ${P}a, ${P}b (and at down the
 # ${P}a-*/${P}b-* namespaces), the devices inside them and
@@ -85,6 +97,7 @@ PREFIX="tw-"; DELAY_MS=25; JITTER_MS=0; RATE_MBIT=100; LOSS=0; QUEUE_KB=0
 SEED=""; THREADS=1; OFFLOAD=auto; WAN_MTU=1500
 WANEM="${TIDEWAY_WANEM:-}"
 SET_ARGS=()
+VNI=""; FORCE=0; TIDEWAY_CLI="${TIDEWAY_BIN:-}"
 
 need_value() { if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value (see: deploy/lab.sh --help)"; fi; }
 is_number() { [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]; }
@@ -110,6 +123,11 @@ while [ $# -gt 0 ]; do
       if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt 576 ] || [ "$2" -gt 9000 ]; then die "--wan-mtu must be 576..9000"; fi
       WAN_MTU="$2"; shift 2 ;;
     --wanem) need_value "$@"; WANEM="$2"; shift 2 ;;
+    --vni) need_value "$@"
+      if ! [[ "$2" =~ ^[0-9]{1,8}$ ]] || [ "$2" -lt 1 ] || [ "$2" -gt 16777215 ]; then die "--vni must be 1..16777215"; fi
+      VNI="$2"; shift 2 ;;
+    --force) FORCE=1; shift ;;
+    --tideway) need_value "$@"; TIDEWAY_CLI="$2"; shift 2 ;;
     -*) die "unknown option '$1' (see: deploy/lab.sh --help)" ;;
     *) if [ -z "$CMD" ]; then CMD="$1"; else SUBARGS+=("$1"); fi; shift ;;
   esac
@@ -329,6 +347,46 @@ do_env() {
   lab_env "$(wanem_pid || true)"
 }
 
+# ---- pools: layer 2 between the sites ---------------------------------------
+# `tideway pool` in one site namespace, its output prefixed with the site.
+site_pool() {
+  local site="$1" ns="$2"; shift 2
+  ip netns exec "$ns" "$TIDEWAY_CLI" pool "$@" 2>&1 | sed "s/^/lab: site $site: /"
+}
+
+do_pool() {
+  local sub="${SUBARGS[0]:-}" name="${SUBARGS[1]:-}"
+  [ ${#SUBARGS[@]} -le 2 ] || die "usage: pool add|del|join|leave NAME, or pool list"
+  [ -n "$sub" ] || die "usage: pool add|del|join|leave NAME, or pool list"
+  [ "$sub" = list ] || [ -n "$name" ] || die "pool $sub needs a pool NAME"
+  TIDEWAY_CLI="${TIDEWAY_CLI:-$REPO_ROOT/build/agent/tideway}"
+  [ -x "$TIDEWAY_CLI" ] || die "tideway CLI '$TIDEWAY_CLI' not found; build it (ninja -C build tideway) or pass --tideway PATH / set TIDEWAY_BIN"
+  for ns in "$NS_A" "$NS_B"; do ns_exists "$ns" || die "lab '$PREFIX' is not up ($ns missing)"; done
+  case "$sub" in
+    add)
+      [ -n "$VNI" ] || die "pool add needs --vni N (the same at both sites)"
+      site_pool A "$NS_A" create "$name" --vni "$VNI" --local "$IP_A" --dev wan0
+      site_pool B "$NS_B" create "$name" --vni "$VNI" --local "$IP_B" --dev wan0
+      site_pool A "$NS_A" add-site "$name" "$IP_B"
+      site_pool B "$NS_B" add-site "$name" "$IP_A" ;;
+    del)
+      local force=()
+      [ "$FORCE" = 1 ] && force=(--force)
+      site_pool A "$NS_A" delete "$name" "${force[@]}"
+      site_pool B "$NS_B" delete "$name" "${force[@]}" ;;
+    join)
+      site_pool A "$NS_A" add-site "$name" "$IP_B"
+      site_pool B "$NS_B" add-site "$name" "$IP_A" ;;
+    leave)
+      site_pool A "$NS_A" remove-site "$name" "$IP_B"
+      site_pool B "$NS_B" remove-site "$name" "$IP_A" ;;
+    list)
+      site_pool A "$NS_A" list
+      site_pool B "$NS_B" list ;;
+    *) die "unknown pool command '$sub' (add, del, join, leave, list)" ;;
+  esac
+}
+
 case "$CMD" in
   up) [ ${#SUBARGS[@]} -eq 0 ] || die "up takes no words, only options"; do_up ;;
   down) do_down ;;
@@ -345,5 +403,6 @@ case "$CMD" in
     require_up
     out="$(ctl set "${SET_ARGS[@]}")" || die "$out"
     say "$out" ;;
-  *) die "unknown command '$CMD' (up, down, status, env, stats, partition, set; see --help)" ;;
+  pool) do_pool ;;
+  *) die "unknown command '$CMD' (up, down, status, env, stats, partition, set, pool; see --help)" ;;
 esac

@@ -24,6 +24,7 @@ void append_journal_record(const ReplWrite& w, std::vector<uint8_t>& out) {
   assert(w.seq > 0 && w.length > 0 && w.length <= kMaxWriteLen);
   assert(w.vector.size() <= kMaxVectorLen);
   assert(w.data.size() == data_bytes(w));
+  assert((w.flags & kWriteEncoded) == 0);  // the replicator journals decoded bytes
   const size_t start = out.size();
   const size_t total = journal_record_size(w);
   out.reserve(start + total);

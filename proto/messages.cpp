@@ -184,9 +184,12 @@ std::vector<uint8_t> encode_payload(const Message& m) {
           },
           [&](const StreamAck& a) { put_positions(w, a.acked); },
           [&](const ReplWrite& x) {
+            const bool encoded = (x.flags & kWriteEncoded) != 0;
             assert(x.vector.size() <= kMaxVectorLen);
             assert(x.length <= kMaxWriteLen);
-            assert(x.op == WriteOp::kWrite ? x.data.size() == x.length : x.data.empty());
+            assert(!encoded || repl_encodable(x.op, x.volume, x.offset, x.length));
+            assert(encoded ? !x.data.empty() && x.data.size() <= kMaxEncodedWriteLen
+                           : x.op == WriteOp::kWrite ? x.data.size() == x.length : x.data.empty());
             w.u32(x.writer);
             w.u32(x.volume);
             w.u64(x.seq);
@@ -196,6 +199,7 @@ std::vector<uint8_t> encode_payload(const Message& m) {
             w.u32(x.flags);
             w.u64(x.offset);
             w.u32(x.length);
+            if (encoded) w.u32(static_cast<uint32_t>(x.data.size()));
             w.bytes(x.data);
           },
           [&](const ReplFlush& f) {
@@ -234,9 +238,16 @@ std::vector<uint8_t> encode_payload(const Message& m) {
             w.bytes(c.detail);
           },
           [&](const MigPages& p) {
+            assert(p.page_cuts.size() <= kMaxRecordsPerBatch);
+            assert(p.page_cuts.empty() == p.batch.empty());
             w.u32(p.migration);
-            w.u32(p.iteration);
-            put_records(w, p.records);
+            w.u64(p.stream_offset);
+            w.u32(static_cast<uint32_t>(p.opaque.size()));
+            w.bytes(p.opaque);
+            w.u32(static_cast<uint32_t>(p.page_cuts.size()));
+            for (uint32_t c : p.page_cuts) w.u32(c);
+            w.u32(static_cast<uint32_t>(p.batch.size()));
+            w.bytes(p.batch);
           },
           [&](const DiskBlocks& d) {
             assert(valid_block_size(d.block_size));
@@ -335,12 +346,23 @@ Result<Message> decode_body(MessageType type, ByteReader& r) {
         return truncated("REPL_WRITE");
       if (op < 1 || op > 3) return malformed("REPL_WRITE: unknown op " + std::to_string(op));
       x.op = static_cast<WriteOp>(op);
-      if (x.flags & ~uint32_t{kWriteFua}) return malformed("REPL_WRITE: unknown flags");
+      if (x.flags & ~kKnownWriteFlags) return malformed("REPL_WRITE: unknown flags");
       if (x.seq == 0) return malformed("REPL_WRITE: seq 0");
       if (x.length == 0 || x.length > kMaxWriteLen)
         return Error{Errc::kTooLarge, "REPL_WRITE: length " + std::to_string(x.length)};
       if (x.offset > UINT64_MAX - x.length) return malformed("REPL_WRITE: offset overflows");
-      if (x.op == WriteOp::kWrite && !r.view(x.length, x.data)) return truncated("REPL_WRITE data");
+      if (x.flags & kWriteEncoded) {
+        if (!repl_encodable(x.op, x.volume, x.offset, x.length))
+          return malformed("REPL_WRITE: encoded, but not a page-aligned write within the codec's address range");
+        uint32_t elen = 0;
+        if (!r.u32(elen)) return truncated("REPL_WRITE");
+        if (elen == 0) return malformed("REPL_WRITE: empty codec batch");
+        if (elen > kMaxEncodedWriteLen)
+          return Error{Errc::kTooLarge, "REPL_WRITE: codec batch of " + std::to_string(elen) + " bytes"};
+        if (!r.view(elen, x.data)) return truncated("REPL_WRITE batch");
+      } else if (x.op == WriteOp::kWrite && !r.view(x.length, x.data)) {
+        return truncated("REPL_WRITE data");
+      }
       return Message{std::move(x)};
     }
     case MessageType::kReplFlush: {
@@ -368,7 +390,8 @@ Result<Message> decode_body(MessageType type, ByteReader& r) {
       uint8_t status = 0;
       if (!r.u32(a.writer) || !r.u32(a.volume) || !r.u8(status) || !r.u64(a.durable_seq))
         return truncated("REPL_ATTACHED");
-      if (status > 1) return malformed("REPL_ATTACHED: unknown status " + std::to_string(status));
+      if (status > static_cast<uint8_t>(AttachStatus::kReattach))
+        return malformed("REPL_ATTACHED: unknown status " + std::to_string(status));
       a.status = static_cast<AttachStatus>(status);
       auto reason = get_str16(r, kMaxReasonLen, "REPL_ATTACHED reason");
       if (!reason) return reason.error();
@@ -384,7 +407,7 @@ Result<Message> decode_body(MessageType type, ByteReader& r) {
       if (!r.u32(c.migration) || !r.u8(op) || !r.u32(c.iteration) || !r.u64(c.pages_sent) ||
           !r.u64(c.pages_dirtied) || !r.u64(c.pages_remaining) || !r.u32(dlen))
         return truncated("MIG_CONTROL");
-      if (op < 1 || op > static_cast<uint8_t>(MigOp::kDeviceState))
+      if (op < 1 || op > kMaxMigOp)
         return malformed("MIG_CONTROL: unknown op " + std::to_string(op));
       c.op = static_cast<MigOp>(op);
       if (dlen > kMaxPayload) return Error{Errc::kTooLarge, "MIG_CONTROL: detail too large"};
@@ -393,10 +416,26 @@ Result<Message> decode_body(MessageType type, ByteReader& r) {
     }
     case MessageType::kMigPages: {
       MigPages p;
-      if (!r.u32(p.migration) || !r.u32(p.iteration)) return truncated("MIG_PAGES");
-      auto recs = get_records(r, kPageSize, "MIG_PAGES");
-      if (!recs) return recs.error();
-      p.records = std::move(recs).value();
+      uint32_t olen = 0, ncuts = 0;
+      if (!r.u32(p.migration) || !r.u64(p.stream_offset) || !r.u32(olen)) return truncated("MIG_PAGES");
+      if (olen > kMaxPayload) return Error{Errc::kTooLarge, "MIG_PAGES: opaque bytes too large"};
+      if (!r.view(olen, p.opaque) || !r.u32(ncuts)) return truncated("MIG_PAGES");
+      if (ncuts > kMaxRecordsPerBatch)
+        return Error{Errc::kTooLarge, "MIG_PAGES: " + std::to_string(ncuts) + " pages"};
+      p.page_cuts.resize(ncuts);
+      for (uint32_t& c : p.page_cuts) {
+        if (!r.u32(c)) return truncated("MIG_PAGES cuts");
+        if (c > olen) return malformed("MIG_PAGES: page cut past the opaque bytes");
+        if (&c != p.page_cuts.data() && c < (&c)[-1]) return malformed("MIG_PAGES: page cuts out of order");
+      }
+      uint32_t blen = 0;
+      if (!r.u32(blen)) return truncated("MIG_PAGES");
+      if (blen > kMaxPayload) return Error{Errc::kTooLarge, "MIG_PAGES: batch too large"};
+      if (!r.view(blen, p.batch)) return truncated("MIG_PAGES batch");
+      if (p.page_cuts.empty() != p.batch.empty())
+        return malformed(ncuts ? "MIG_PAGES: pages without a batch" : "MIG_PAGES: batch without pages");
+      if (p.stream_offset > UINT64_MAX - olen - uint64_t{ncuts} * kPageSize)
+        return malformed("MIG_PAGES: stream offset overflows");
       return Message{std::move(p)};
     }
     case MessageType::kDiskBlocks: {

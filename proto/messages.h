@@ -96,7 +96,34 @@ struct StreamAck {
 // Replication ------------------------------------------------------------
 
 enum class WriteOp : uint8_t { kWrite = 1, kDiscard = 2, kWriteZeroes = 3 };
-enum WriteFlags : uint32_t { kWriteFua = 1u << 0 };
+enum WriteFlags : uint32_t {
+  kWriteFua = 1u << 0,
+  // `data` is one WAN codec batch (docs/codec.md) of the write's length /
+  // kPageSize pages, at repl_page_address(volume, offset + i * kPageSize);
+  // `length` stays the decoded length. Only for repl_encodable() writes, and
+  // only once both ends negotiated kFeatCodec. Never journaled.
+  kWriteEncoded = 1u << 1,
+};
+inline constexpr uint32_t kKnownWriteFlags = kWriteFua | kWriteEncoded;
+// An encoded write is at most its pages plus 11 bytes each and a batch
+// header (the codec's max_batch_bytes(256) is 1 051 496).
+inline constexpr uint32_t kMaxEncodedWriteLen = kMaxWriteLen + 8192;
+
+// Codec addresses: a replication stream carries one writer's volumes, so a
+// page's address is its byte offset with the volume in the top 16 bits
+// (byte offsets keep consecutive pages 4096 apart, which the codec encodes
+// in one byte).
+inline constexpr int kReplAddressVolumeShift = 48;
+constexpr uint64_t repl_page_address(uint32_t volume, uint64_t offset) {
+  return (uint64_t{volume} << kReplAddressVolumeShift) | offset;
+}
+// Whether a write may travel encoded: page-aligned data writes whose pages
+// have distinct codec addresses. Anything else goes raw.
+constexpr bool repl_encodable(WriteOp op, uint32_t volume, uint64_t offset, uint32_t length) {
+  return op == WriteOp::kWrite && length != 0 && offset % kPageSize == 0 && length % kPageSize == 0 &&
+         volume < (1u << (64 - kReplAddressVolumeShift)) &&
+         offset + length <= (uint64_t{1} << kReplAddressVolumeShift);
+}
 
 struct ReplWrite {
   uint32_t writer = 0;
@@ -107,7 +134,9 @@ struct ReplWrite {
   uint32_t flags = 0;
   uint64_t offset = 0;
   uint32_t length = 0;
-  std::span<const uint8_t> data;       // length bytes for kWrite, else empty
+  // kWrite: length bytes, or (kWriteEncoded) the codec batch of those bytes,
+  // 1..kMaxEncodedWriteLen; other ops: empty.
+  std::span<const uint8_t> data;
 };
 
 struct ReplFlush {
@@ -136,7 +165,15 @@ struct ReplAttach {
   bool operator==(const ReplAttach&) const = default;
 };
 
-enum class AttachStatus : uint8_t { kOk = 0, kRefused = 1 };
+enum class AttachStatus : uint8_t {
+  kOk = 0,
+  kRefused = 1,
+  // Unsolicited, after a write the replicator could not take (its codec
+  // batch failed to decode): it dropped that write and everything after
+  // it in this session. The agent attaches again (resetting its encoder)
+  // and re-sends from durable_seq + 1. `reason` says what failed.
+  kReattach = 2,
+};
 
 struct ReplAttached {
   uint32_t writer = 0;
@@ -161,7 +198,12 @@ enum class MigOp : uint8_t {
   kComplete = 5,
   kCancel = 6,
   kDeviceState = 7,  // opaque hypervisor bytes follow in `detail`
+  kAccepted = 8,     // destination -> source: ready to receive
+  kLoaded = 9,       // destination -> source: whole stream loaded, VM paused there
+  kCommit = 10,      // source -> destination: run the VM there (the switchover)
+  kResumed = 11,     // destination -> source: the VM runs here; the source may end its copy
 };
+inline constexpr uint8_t kMaxMigOp = 11;
 
 struct MigControl {
   uint32_t migration = 0;
@@ -190,10 +232,18 @@ struct Record {
   std::span<const uint8_t> bytes;
 };
 
+// One piece of a hypervisor's outgoing memory stream (QEMU's, libxc's):
+// the bytes between pages verbatim, the pages as one codec batch
+// (wan/codec, decoded there). The destination rebuilds the piece as
+//   opaque[0, cut0) page0 opaque[cut0, cut1) page1 ... opaque[cut_last, end)
+// so the hypervisor at the destination reads the byte-identical stream.
 struct MigPages {
   uint32_t migration = 0;
-  uint32_t iteration = 0;
-  std::vector<Record> records;
+  uint64_t stream_offset = 0;            // where this piece starts in the stream
+  std::span<const uint8_t> opaque;
+  std::vector<uint32_t> page_cuts;       // ascending (equal for adjacent pages),
+                                         // each <= opaque.size(); <= kMaxRecordsPerBatch
+  std::span<const uint8_t> batch;        // page_cuts.size() pages; empty iff no cuts
 };
 
 struct DiskBlocks {

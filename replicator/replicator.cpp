@@ -16,6 +16,7 @@ proto::Result<std::unique_ptr<Replicator>> Replicator::open(asio::io_context& io
   if (::mkdir(opts.data_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Error{Errc::kSystem, "mkdir " + opts.data_dir + ": " + std::strerror(errno)};
   opts.channel.streams = wan::replication_streams();
+  if (opts.codec_max_memory_bytes == 0) opts.channel.features &= ~uint64_t{proto::kFeatCodec};
   std::unique_ptr<Replicator> r(new Replicator(io, opts));
   auto journal = Journal::open({opts.data_dir + "/journal", opts.segment_bytes});
   if (!journal) return journal.error();
@@ -109,6 +110,10 @@ void Replicator::on_attach(const std::shared_ptr<wan::Session>& s, const proto::
   if (reply.status == proto::AttachStatus::kOk) {
     w.session = s;
     w.peer = s->peer_site();
+    // The agent resets its encoder whenever it attaches, and its writes
+    // follow the ATTACH in order: a new stream starts here.
+    w.resync = false;
+    w.decoder.reset();
     reply.durable_seq = w.durable;
     spdlog::info("replicator: {} attached \"{}\" (writer {} volume {}), durable through seq {}", s->peer_site(),
                  a.name, a.writer, a.volume, w.durable);
@@ -120,7 +125,7 @@ void Replicator::on_attach(const std::shared_ptr<wan::Session>& s, const proto::
 
 void Replicator::on_write(const std::shared_ptr<wan::Session>& s, const proto::ReplWrite& m) {
   auto it = writers_.find(m.writer);
-  if (it == writers_.end() || !volumes_->find(m.writer, m.volume)) {
+  if (it == writers_.end()) {
     spdlog::error("replicator: write for unattached writer {} volume {} from {}: dropped", m.writer, m.volume,
                   s->peer_site());
     return;
@@ -135,19 +140,65 @@ void Replicator::on_write(const std::shared_ptr<wan::Session>& s, const proto::R
                   m.writer, s->peer_site());
     return;
   }
+  if (w.resync) {
+    ++w.resync_dropped;  // the agent re-sends it after its re-attach
+    return;
+  }
+  proto::ReplWrite journaled = m;
+  if (m.flags & proto::kWriteEncoded) {
+    // Every batch of the stream is decoded, duplicates too: the decoder's
+    // state must follow the agent's encoder batch by batch.
+    if (!(s->features() & proto::kFeatCodec)) return on_decode_failure(s, w, m, "codec batch without kFeatCodec");
+    const uint64_t others = codec_memory() - w.decoder.memory_bytes();
+    const uint64_t max = opts_.codec_max_memory_bytes;
+    auto bytes = w.decoder.decode(m, max > others ? max - others : 0);
+    if (!bytes) return on_decode_failure(s, w, m, bytes.error().detail);
+    journaled.flags &= ~uint32_t{proto::kWriteEncoded};
+    journaled.data = bytes.value();
+  }
+  if (!volumes_->find(m.writer, m.volume)) {
+    spdlog::error("replicator: write for unattached writer {} volume {} from {}: dropped", m.writer, m.volume,
+                  s->peer_site());
+    return;
+  }
   if (m.seq <= w.received) {
     // A re-send after a reset: already journaled (and acked when durable).
     ++w.duplicates;
     if (m.seq <= w.durable) send_control(s, proto::ReplAck{m.writer, 0, w.durable});
     return;
   }
-  if (!commit_->submit(m)) {
+  if (!commit_->submit(journaled)) {
     spdlog::error("replicator: journal unavailable, write seq {} of writer {} not accepted", m.seq, m.writer);
     return;
   }
   w.received = m.seq;
   ++w.writes;
   w.bytes += m.length;
+}
+
+void Replicator::on_decode_failure(const std::shared_ptr<wan::Session>& s, Writer& w, const proto::ReplWrite& m,
+                                   const std::string& why) {
+  // Nothing of this write is journaled, nor anything after it in this
+  // session (it would leave a hole): drop until the agent attaches again.
+  w.resync = true;
+  proto::ReplAttached reply{m.writer, m.volume, proto::AttachStatus::kReattach, w.durable, why};
+  if (w.decoder.last_error() == WriteDecodeError::kOverBudget) {
+    reply.status = proto::AttachStatus::kRefused;
+    spdlog::error("replicator: refusing writer {} from {}: {}", m.writer, s->peer_site(), why);
+  } else {
+    ++w.reattach_requests;
+    spdlog::error("replicator: write seq {} of writer {} from {} not journaled: {}; asking it to re-attach and "
+                  "re-send from seq {}",
+                  m.seq, m.writer, s->peer_site(), why, w.durable + 1);
+  }
+  if (reply.reason.size() > proto::kMaxReasonLen) reply.reason.resize(proto::kMaxReasonLen);
+  send_control(s, reply);
+}
+
+uint64_t Replicator::codec_memory() const {
+  uint64_t sum = 0;
+  for (const auto& [id, w] : writers_) sum += w.decoder.memory_bytes();
+  return sum;
 }
 
 void Replicator::on_durable(const DurableBatch& b) {
@@ -174,6 +225,7 @@ nlohmann::json Replicator::status() const {
                   {"applied", {ap.applied.segment, ap.applied.offset}},
                   {"durable", {ap.target.segment, ap.target.offset}},
                   {"error", ap.error}};
+  j["codec"] = {{"max_memory_bytes", opts_.codec_max_memory_bytes}, {"memory_bytes", codec_memory()}};
   j["volumes"] = nlohmann::json::array();
   for (BackupVolume* v : volumes_->all()) {
     nlohmann::json e{{"name", v->name}, {"writer", v->writer}, {"volume", v->volume}, {"size", v->size},
@@ -188,6 +240,9 @@ nlohmann::json Replicator::status() const {
       e["duplicates"] = w.duplicates;
       e["promoted"] = w.promoted;
       e["peer"] = w.peer;
+      e["codec"] = w.decoder.status();
+      e["codec"]["resync_dropped"] = w.resync_dropped;
+      e["codec"]["reattach_requests"] = w.reattach_requests;
       e["connected"] = !w.session.expired() && w.session.lock()->state() == wan::SessionState::kConnected;
     }
     j["volumes"].push_back(e);

@@ -22,6 +22,7 @@
 #include "replicator/group_commit.h"
 #include "replicator/journal.h"
 #include "replicator/volume_registry.h"
+#include "replicator/write_decoder.h"
 #include "wan/channel.h"
 
 namespace tideway::replicator {
@@ -33,6 +34,10 @@ struct ReplicatorOptions {
   uint64_t segment_bytes = 64ull << 20;
   uint64_t max_pending_bytes = 64ull << 20;  // journal queue (backpressure)
   std::chrono::milliseconds apply_sync_interval{1000};
+  // Memory all writers' codec decoders may take together; an agent whose
+  // codec needs more is refused with the reason. 0: the codec is not
+  // offered (agents send raw writes).
+  uint64_t codec_max_memory_bytes = 1ull << 30;
 };
 
 class Replicator {
@@ -57,6 +62,11 @@ class Replicator {
     uint64_t durable = 0;   // highest seq journaled and synced (acked)
     uint64_t writes = 0, bytes = 0, duplicates = 0;
     bool promoted = false;
+    // A write of this session could not be taken (codec): everything after
+    // it is dropped until the agent attaches again.
+    bool resync = false;
+    uint64_t resync_dropped = 0, reattach_requests = 0;
+    WriteDecoder decoder;
     std::weak_ptr<wan::Session> session;
     std::string peer;
   };
@@ -65,6 +75,10 @@ class Replicator {
   void on_session(const std::shared_ptr<wan::Session>& s);
   void on_attach(const std::shared_ptr<wan::Session>& s, const proto::ReplAttach& a);
   void on_write(const std::shared_ptr<wan::Session>& s, const proto::ReplWrite& w);
+  // An encoded write could not be decoded: nothing of it is journaled.
+  void on_decode_failure(const std::shared_ptr<wan::Session>& s, Writer& w, const proto::ReplWrite& m,
+                         const std::string& why);
+  uint64_t codec_memory() const;
   void on_durable(const DurableBatch& b);  // io thread
   void send_control(const std::shared_ptr<wan::Session>& s, const proto::Message& m);
 

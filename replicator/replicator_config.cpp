@@ -31,6 +31,17 @@ proto::Result<ReplicatorConfig> parse_replicator_config(const std::string& text,
   const int64_t seg = root["segment_mb"].value_or<int64_t>(64);
   if (seg < 1 || seg > 4096) return bad("segment_mb: 1 .. 4096");
   c.options.segment_bytes = static_cast<uint64_t>(seg) << 20;
+  if (const toml::node* n = root.get("codec")) {
+    const toml::table* t = n->as_table();
+    if (!t) return bad("[codec]: expected a table");
+    for (auto& [key, v] : *t)
+      if (key.str() != "max_memory_mb") return bad("[codec] " + std::string(key.str()) + ": unknown key (max_memory_mb)");
+    if (const toml::node* m = t->get("max_memory_mb")) {
+      auto mb = m->value<int64_t>();
+      if (!m->is_integer() || !mb || *mb < 0 || *mb > (1 << 20)) return bad("[codec] max_memory_mb: an integer 0 .. 1048576");
+      c.options.codec_max_memory_bytes = static_cast<uint64_t>(*mb) << 20;
+    }
+  }
   auto tls = wan::tls_from_toml(root);
   if (!tls) return bad(tls.error().detail);
   c.options.channel.tls = tls.value();

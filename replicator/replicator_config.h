@@ -7,6 +7,12 @@
 //   port = 7300
 //   segment_mb = 64                                 # journal segment size
 //
+//   [codec]
+//   max_memory_mb = 1024    # all agents' codec decoders together (each
+//                           # protection takes its agent's cache_mb +
+//                           # delta_mb + 4); a protection needing more is
+//                           # refused. 0: the codec is not offered.
+//
 //   [tls] ...                                       # see wan/tls_config.h
 #pragma once
 

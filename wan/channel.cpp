@@ -151,6 +151,8 @@ void ChannelClient::handshake(std::shared_ptr<Link> link) {
           return self->retry("expected WELCOME");
         }
         const bool had_session = self->session_->id() != proto::SessionId{};
+        // Features first: the reset's handlers already send for the new peer.
+        self->session_->set_features(w->features);
         if (had_session && !w->resumed) self->session_->reset_for_new_peer_session();
         self->session_->set_id(w->session);
         spdlog::info("channel: connected to {} ({}) session {} {} v{} features 0x{:x}", w->site, link->remote(),
@@ -310,13 +312,15 @@ void ChannelServer::on_hello(std::shared_ptr<Link> link, proto::FrameParser pars
   auto bytes = std::make_shared<std::vector<uint8_t>>(proto::encode_message(w));
   const auto peer_has = hello.received;
   const auto site = hello.site;
+  const uint64_t features = agreed->features;
   link->async_write(asio::buffer(*bytes),
-                    [self = shared_from_this(), link, bytes, session, peer_has, site, deadline,
+                    [self = shared_from_this(), link, bytes, session, peer_has, site, features, deadline,
                      p = std::make_shared<proto::FrameParser>(std::move(parser))](
                         const boost::system::error_code& ec, size_t) {
                       deadline->cancel();
                       if (self->stopped_ || ec) return link->close();
                       if (session->state() == SessionState::kClosed) return link->close();
+                      session->set_features(features);
                       session->attach(link, std::move(*p), peer_has, site);
                     });
 }

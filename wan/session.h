@@ -66,6 +66,9 @@ class Session : public std::enable_shared_from_this<Session> {
   const proto::SessionId& id() const { return id_; }
   const std::string& peer_site() const { return peer_site_; }
   const std::string& peer_name() const { return peer_name_; }
+  // Features both ends agreed on for the current (or last) link; 0 before
+  // the first. The application checks optional ones (kFeatCodec) here.
+  uint64_t features() const { return features_; }
   size_t retained_bytes(uint32_t stream) const { return outbox_.retained_bytes(stream); }
   // Closes the session and its link for good.
   void close();
@@ -80,6 +83,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // The peer started over: drop everything unacked and restart sequences.
   void reset_for_new_peer_session();
   void set_id(const proto::SessionId& id) { id_ = id; }
+  void set_features(uint64_t f) { features_ = f; }
   // Told when the current link fails (the owner reconnects or lingers).
   void on_link_down(std::function<void(const std::string&)> h) { link_down_ = std::move(h); }
   bool has_link() const { return link_ != nullptr; }
@@ -127,6 +131,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   SessionState state_ = SessionState::kConnecting;
   std::string peer_site_, peer_name_;
+  uint64_t features_ = 0;
   SessionStats stats_;
 };
 

@@ -1,11 +1,13 @@
 // tideway: the operator's command line. Talks to tideway-agent (protect,
-// unprotect, status) and tideway-replicator (promote, backup-status)
-// through their control sockets.
+// unprotect, status, vm, migrate) and tideway-replicator (promote,
+// backup-status) through their control sockets.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "agent/l2_cli.h"
+#include "agent/migrate_cli.h"
 #include "wan/codec/cbr_scan_cli.h"
 #include "wan/control_socket.h"
 
@@ -57,6 +59,13 @@ void print_status(const json& j) {
                 h.value("oldest_hold_ms", 0.0));
     if (p.contains("error") && !p["error"].get<std::string>().empty())
       std::printf("  ! %s\n", p["error"].get<std::string>().c_str());
+    // One line on the WAN codec: what it saved on this protection's writes.
+    const json c = p.value("codec", json());
+    if (c.is_object() && c.value("page_bytes", 0ull) > 0)
+      std::printf("  codec: %s of writes sent as %s (ratio %.2f, %s saved), %.1f us CPU per write, %llu raw\n",
+                  human_bytes(c.value("page_bytes", 0ull)).c_str(), human_bytes(c.value("wire_bytes", 0ull)).c_str(),
+                  c.value("ratio", 1.0), human_bytes(c.value("bytes_saved", 0ull)).c_str(),
+                  c.value("cpu_us_per_write", 0.0), (unsigned long long)c.value("raw_writes", 0ull));
   }
 }
 
@@ -73,8 +82,16 @@ int main(int argc, char** argv) {
       "At the backup site (talks to tideway-replicator):\n"
       "  tideway backup-status [--json]\n"
       "  tideway promote NAME [--json]     stop intake, apply the journal, hand over the image\n"
+      "Migration (talks to tideway-agent at the VM's current site):\n"
+      "  tideway vm start SPEC.toml | stop NAME | resume NAME | list\n"
+      "  tideway migrate VM --to SITE [--rate 100M] [--no-cbr --no-delta --no-zstd --no-smart-stop]\n"
+      "                  [--report FILE.json] [--plot FILE.svg] [--detach]\n"
+      "  tideway migrate-status VM | migrate-cancel VM\n"
       "Anywhere:\n"
-      "  tideway cbr-scan IMAGE [--cache-mb 100 --cache-mb 1024] [--json]   what the WAN codec would save\n"};
+      "  tideway cbr-scan IMAGE [--cache-mb 100 --cache-mb 1024] [--json]   what the WAN codec would save\n"
+      "Layer 2 for migration (root):\n"
+      "  tideway pool create|add-site|remove-site|delete|list ...   virtual cloud pools (VXLAN) at this site\n"
+      "  tideway garp --iface IF --mac MAC --ip IP [--netns NS] [--count N]   announce a moved VM\n"};
   app.require_subcommand(1);
   std::string agent_socket = "/run/tideway/agent.sock", repl_socket = "/run/tideway/replicator.sock";
   bool as_json = false;
@@ -112,7 +129,13 @@ int main(int argc, char** argv) {
       "sub-blocks per cache size, bytes in and out); needs no daemon");
   wan::codec::CbrScanArgs scan_args;
   wan::codec::add_cbr_scan_options(*cbr_scan, scan_args, false);
+  // Layer 2 for migration: garp, pool (agent/l2_cli.h).
+  auto l2 = agent::add_l2_commands(app);
+  // VMs and migration (agent/migrate_cli.h).
+  auto mig = agent::add_migrate_commands(app);
   CLI11_PARSE(app, argc, argv);
+  if (auto rc = agent::run_l2_commands(*l2, as_json)) return *rc;
+  if (auto rc = agent::run_migrate_commands(*mig, agent_socket, as_json, timeout)) return *rc;
 
   if (*cbr_scan) {
     scan_args.json = as_json;

@@ -89,8 +89,14 @@ deb=$(find "$cache" -maxdepth 1 -name "${kpkg}_*_amd64.deb" | sort | tail -n 1)
 if [ -z "$deb" ]; then
   log "downloading $kpkg"
   # Sandbox user root: the cache dir need not be readable by _apt.
-  (cd "$cache" && apt-get -q -o APT::Sandbox::User=root download "$kpkg" >/dev/null) ||
-    die "apt-get download $kpkg failed"
+  # The archive mirror is the one network this machine has; a lookup can
+  # fail transiently (seen: "Temporary failure resolving"), so retry.
+  for attempt in 1 2 3 4; do
+    (cd "$cache" && apt-get -q -o APT::Sandbox::User=root download "$kpkg" >/dev/null) && break
+    [ "$attempt" -lt 4 ] || die "apt-get download $kpkg failed 4 times"
+    log "apt-get download failed (attempt $attempt), retrying in $((attempt * 5)) s"
+    sleep $((attempt * 5))
+  done
   deb=$(find "$cache" -maxdepth 1 -name "${kpkg}_*_amd64.deb" | sort | tail -n 1)
   [ -n "$deb" ] || die "apt-get download $kpkg left no .deb in $cache"
 fi

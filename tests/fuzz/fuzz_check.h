@@ -43,7 +43,12 @@ inline void check_payload(MessageType type, std::span<const uint8_t> payload) {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, ReplWrite>) {
           FUZZ_CHECK(inside(x.data, payload), type);
-          FUZZ_CHECK(x.op == WriteOp::kWrite ? x.data.size() == x.length : x.data.empty(), type);
+          if (x.flags & kWriteEncoded)  // a codec batch: the replicator decodes and checks it
+            FUZZ_CHECK(repl_encodable(x.op, x.volume, x.offset, x.length) && !x.data.empty() &&
+                           x.data.size() <= kMaxEncodedWriteLen,
+                       type);
+          else
+            FUZZ_CHECK(x.op == WriteOp::kWrite ? x.data.size() == x.length : x.data.empty(), type);
           FUZZ_CHECK(x.seq != 0 && x.length != 0 && x.length <= kMaxWriteLen, type);
         } else if constexpr (std::is_same_v<T, MigControl>) {
           FUZZ_CHECK(inside(x.detail, payload), type);

@@ -4,12 +4,14 @@
 //   <dir>/payload/<name>  the type byte followed by the sample's payload
 //   <dir>/nbd/<name>      fuzz_nbd: a decoder mode byte, then its input
 //   <dir>/codec/<name>    fuzz_codec: a mode byte, then batches or a recipe
+//   <dir>/arp/<name>      fuzz_arp: a mode byte, then a frame, MAC or IPv4 text
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "proto/arp.h"
 #include "proto/journal_record.h"
 #include "proto/nbd.h"
 #include "tests/fuzz/codec_fuzz_samples.h"
@@ -91,6 +93,32 @@ static void write_nbd_seeds(const fs::path& dir) {
   seed("client_stream", 8, stream);
 }
 
+// fuzz_arp seeds: gratuitous ARPs (request, reply, padded), an ordinary
+// request, and MAC / IPv4 text (fuzz_arp.cpp).
+static void write_arp_seeds(const fs::path& dir) {
+  namespace arp = tideway::proto::arp;
+  fs::create_directories(dir);
+  const auto seed = [&](const char* name, uint8_t mode, const auto& bytes) {
+    std::vector<uint8_t> v{mode};
+    v.insert(v.end(), bytes.begin(), bytes.end());
+    write(dir / name, v);
+  };
+  const arp::Mac mac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+  const arp::Ipv4 ip{192, 168, 50, 10};
+  seed("garp_request", 0, arp::encode_frame(arp::gratuitous_arp(mac, ip, arp::Op::kRequest)));
+  seed("garp_reply", 0, arp::encode_frame(arp::gratuitous_arp(mac, ip, arp::Op::kReply)));
+  auto padded = arp::gratuitous_arp(mac, ip, arp::Op::kRequest);
+  padded.wire_size = arp::kMinEthFrameSize;
+  seed("garp_padded", 0, arp::encode_frame(padded));
+  auto who_has = padded;
+  who_has.target_ip = {192, 168, 50, 99};
+  who_has.wire_size = arp::kArpFrameSize;
+  seed("request", 0, arp::encode_frame(who_has));
+  seed("mac", 1, std::string("52:54:00:12:34:56"));
+  seed("mac_dashes", 1, std::string("02-AB-cd-00-00-01"));
+  seed("ipv4", 2, std::string("192.168.50.10"));
+}
+
 // fuzz_codec seeds: a mode byte, then its input (see fuzz_codec.cpp).
 static void write_codec_seeds(const fs::path& dir) {
   namespace cf = tideway::wan::codec::fuzz;
@@ -123,6 +151,36 @@ static void write_codec_seeds(const fs::path& dir) {
   seed("recipe_no_state", 2, {0xe3, 1, 0x11, 5, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 7, 1, 0x22});
 }
 
+// fuzz_payload seeds for the codec on the replication stream: an encoded
+// REPL_WRITE carrying a real batch, and a re-attach request.
+static void write_repl_codec_seeds(const fs::path& dir) {
+  using namespace tideway::proto;
+  namespace codec = tideway::wan::codec;
+  std::vector<uint8_t> pages(2 * 4096, 0);
+  for (size_t i = 4096; i < pages.size(); ++i) pages[i] = static_cast<uint8_t>(i * 7);
+  auto e = std::move(*codec::Encoder::create(codec::CodecConfig{}));
+  const codec::PageRef refs[2] = {{repl_page_address(1, 8192), {pages.data(), 4096}},
+                                  {repl_page_address(1, 12288), {pages.data() + 4096, 4096}}};
+  std::vector<uint8_t> batch;
+  if (!e->encode(refs, batch)) std::exit(1);
+  ReplWrite w;
+  w.writer = 7;
+  w.volume = 1;
+  w.seq = 5;
+  w.flags = kWriteEncoded;
+  w.offset = 8192;
+  w.length = 2 * 4096;
+  w.data = batch;
+  const auto seed = [&](const char* name, const Message& m) {
+    std::vector<uint8_t> p{static_cast<uint8_t>(message_type(m))};
+    const auto payload = encode_payload(m);
+    p.insert(p.end(), payload.begin(), payload.end());
+    write(dir / name, p);
+  };
+  seed("repl_write_encoded", w);
+  seed("repl_attached_reattach", ReplAttached{7, 1, AttachStatus::kReattach, 4, "codec batch refused (gap)"});
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s OUTDIR\n", argv[0]);
@@ -149,8 +207,10 @@ int main(int argc, char** argv) {
   const auto more = encode_message(Probe{9, 9, {}}, 7, 42, kFlagMore);
   resent.insert(resent.end(), more.begin(), more.end());
   write(out / "frame" / "stream_resent_more", resent);
+  write_repl_codec_seeds(out / "payload");
   write_nbd_seeds(out / "nbd");
   write_journal_seeds(out / "journal");
   write_codec_seeds(out / "codec");
+  write_arp_seeds(out / "arp");
   return 0;
 }

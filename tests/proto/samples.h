@@ -135,7 +135,7 @@ inline std::vector<Sample> sample_messages() {
   s.push_back({"repl_attached_refused",
                ReplAttached{3, 7, AttachStatus::kRefused, 0, "size differs from the backup volume"}, 1, 9});
 
-  for (uint8_t op = 1; op <= static_cast<uint8_t>(MigOp::kDeviceState); ++op) {
+  for (uint8_t op = 1; op <= kMaxMigOp; ++op) {
     MigControl c;
     c.migration = 11;
     c.op = static_cast<MigOp>(op);
@@ -149,17 +149,15 @@ inline std::vector<Sample> sample_messages() {
 
   MigPages pages;
   pages.migration = 11;
-  pages.iteration = 2;
-  pages.records = {
-      {0x1000, RecordEncoding::kRaw, pattern(kPageSize, 4)},
-      {0x2000, RecordEncoding::kZero, {}},
-      {0x3000, RecordEncoding::kCbr, pattern(20, 5)},
-      {0x4000, RecordEncoding::kDelta, pattern(100, 6)},
-      {0x5000, RecordEncoding::kZstd, pattern(2 * kPageSize, 7)},
-      {0x6000, RecordEncoding::kZstd, {}},
-  };
+  pages.stream_offset = 123456;
+  pages.opaque = pattern(40, 4);
+  pages.page_cuts = {0, 9, 9, 40};
+  pages.batch = pattern(300, 5);
   s.push_back({"mig_pages", pages, 3, 1});
-  s.push_back({"mig_pages_empty", MigPages{5, 6, {}}, 3, 2});
+  MigPages passthrough;
+  passthrough.migration = 5;
+  passthrough.opaque = pattern(5000, 6);
+  s.push_back({"mig_pages_passthrough", passthrough, 3, 2});
 
   DiskBlocks blocks;
   blocks.volume = 4;

@@ -1,0 +1,67 @@
+#include "agent/migration_progress.h"
+
+namespace tideway::agent {
+
+const char* phase_name(MigrationPhase p) {
+  switch (p) {
+    case MigrationPhase::kConnecting: return "connecting";
+    case MigrationPhase::kMemory: return "memory";
+    case MigrationPhase::kStopAndCopy: return "stop-and-copy";
+    case MigrationPhase::kSwitchover: return "switchover";
+    case MigrationPhase::kDone: return "done";
+    case MigrationPhase::kRolledBack: return "rolled-back";
+    case MigrationPhase::kUnconfirmed: return "unconfirmed";
+  }
+  return "?";
+}
+
+bool finished(MigrationPhase p) {
+  return p == MigrationPhase::kDone || p == MigrationPhase::kRolledBack || p == MigrationPhase::kUnconfirmed;
+}
+
+nlohmann::json to_json(const MigrationProgress& p) {
+  nlohmann::json its = nlohmann::json::array();
+  for (const auto& i : p.iterations)
+    its.push_back({{"iteration", i.iteration},
+                   {"pages_sent", i.pages_sent},
+                   {"pages_dirtied", i.pages_dirtied},
+                   {"pages_remaining", i.pages_remaining},
+                   {"wire_bytes", i.wire_bytes},
+                   {"end_ms", i.end_ms}});
+  const auto& c = p.codec;
+  return {{"vm", p.vm},
+          {"from", p.from},
+          {"to", p.to},
+          {"phase", phase_name(p.phase)},
+          {"finished", finished(p.phase)},
+          {"iteration", p.iteration},
+          {"iterations", its},
+          {"stream_bytes", p.stream_bytes},
+          {"wire_bytes", p.wire_bytes},
+          {"bytes_saved", p.stream_bytes > p.wire_bytes ? p.stream_bytes - p.wire_bytes : 0},
+          {"pages", p.pages},
+          {"zero_pages", p.zero_pages},
+          {"rate_bytes_per_sec", p.rate_bytes_per_sec},
+          {"eta_s", p.eta_s},
+          {"elapsed_ms", p.elapsed_ms},
+          {"downtime_ms", p.downtime_ms},
+          {"switchover_ms", p.switchover_ms},
+          {"stop_reason", p.stop_reason},
+          {"error", p.error},
+          {"codec",
+           {{"records", c.records},
+            {"zero", c.zero_records},
+            {"raw", c.raw_records},
+            {"cbr", c.cbr_records},
+            {"delta", c.delta_records},
+            {"mixed", c.mixed_records},
+            {"sub_hit", c.sub_hit},
+            {"sub_delta", c.sub_delta},
+            {"sub_unchanged", c.sub_unchanged},
+            {"sub_literal", c.sub_literal},
+            {"page_bytes", c.page_bytes},
+            {"wire_bytes", c.wire_bytes},
+            {"cpu_ms", c.cpu_ns / 1e6}}}};
+}
+
+}  // namespace tideway::agent

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# `tideway migrate` end to end (docs/migrate.md): a real QEMU VM (the test
+# guest, docs/guest.md, under TCG) moves from site A to site B of the lab
+# over the emulated WAN (10 ms each way, 100 Mbit/s) through two
+# tideway-agents, one per site namespace, with mutual TLS. The VM's NIC is a
+# TAP on the pool bridge vcp-mig (VXLAN between the sites, lab.sh pool); a
+# client at site B keeps one TCP connection to the guest's heartbeat
+# (memload, port 7000) for the whole test.
+#
+#   1. cancel: a migration cancelled during pre-copy rolls back; the VM runs
+#      on at A, the connection too; nothing is left running at B.
+#   2. WAN cut: the WAN partitioned during pre-copy (--wan-timeout 3) rolls
+#      back the same way, and the VM keeps running at A.
+#   3. migrate A -> B with smart stop and the codec, the VM arriving paused
+#      (--paused --keep-source) so both RAMs can be dumped: they must be
+#      identical byte for byte. Then `vm resume` at B: the heartbeat goes on
+#      over the same TCP connection, the guest's verifier at 0 errors, the
+#      report (JSON + SVG plot) holds iterations, downtime and encodings.
+#   4. Negative control for 3: the dump comparison must catch a difference
+#      (one byte changed in a copy of the destination's dump).
+# Prints the figures docs/migrate.md quotes (RESULT line). For benchmarks
+# (tests/bench/migrate_lab.sh): ONLY_MIGRATE=1 skips 1 and 2, MIGRATE_ARGS
+# adds flags to the migration (e.g. "--no-cbr --no-delta"), RATE_MBIT and
+# DELAY_MS set the WAN (default 100 Mbit/s, 10 ms each way). KEEP=1 keeps the
+# run directory (agent logs, QEMU logs, report) for a look after a failure.
+source "$(dirname "$0")/lab_lib.sh"
+TIDEWAY_BIN="${TIDEWAY_BIN:-$REPO_ROOT/build/agent/tideway}"
+AGENT_BIN="${AGENT_BIN:-$REPO_ROOT/build/agent/tideway-agent}"
+GUEST_DIR="${GUEST_DIR:-$REPO_ROOT/build/guest}"
+[ -x "$TIDEWAY_BIN" ] || fail "tideway CLI not built: $TIDEWAY_BIN"
+[ -x "$AGENT_BIN" ] || fail "tideway-agent not built: $AGENT_BIN"
+for c in jq cmp qemu-system-x86_64 openssl; do
+  command -v "$c" >/dev/null || fail "$c not installed (deploy/install-deps.sh)"
+done
+bash "$REPO_ROOT/deploy/guest/build-guest.sh" "$GUEST_DIR" >/dev/null || fail "build-guest.sh failed"
+
+VM=mig1 VM_MAC=52:54:00:42:00:10 VM_IP=192.168.88.10 CL_IP=192.168.88.20 POOL=mig
+RAM_BYTES=$((524280 * 1024))
+
+lab_up h5-q --delay-ms "${DELAY_MS:-10}" --rate-mbit "${RATE_MBIT:-100}" --wan-mtu 1550
+CL="${P}b-cl"
+# Unix socket paths must stay short (QEMU's QMP socket lives in run_dir).
+TMPD="$(mktemp -d /tmp/twq.XXXXXX)"
+AGENT_PIDS=() HB_PID=""
+cleanup() {
+  local rc=$?
+  [ -z "$HB_PID" ] || kill "$HB_PID" 2>/dev/null || true
+  for pid in "${AGENT_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${AGENT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # QEMUs outlive their agent (a restart must not kill a VM): end ours.
+  pkill -KILL -f -- "$TMPD/" 2>/dev/null || true
+  sleep 0.3
+  if [ $rc -ne 0 ]; then
+    for f in agent-a.log agent-b.log; do
+      echo "--- $f (tail) ---" >&2; grep -v '^  0x\|^Shadow\|^  [A-Z].*: *[0-9a-f ]*$' "$TMPD/$f" | tail -n 60 >&2 || true
+    done
+    for f in "$TMPD"/run-*/"$VM"/qemu.log "$TMPD"/run-*/"$VM"/serial.log; do
+      [ -e "$f" ] && { echo "--- $f (tail) ---" >&2; tail -n 5 "$f" >&2; }
+    done
+  fi
+  ip netns del "$CL" 2>/dev/null || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $TMPD" >&2; else rm -rf -- "$TMPD"; fi
+  set +e
+  (exit $rc)
+  lab_teardown
+}
+trap cleanup EXIT
+
+"$LAB_SH" pool add "$POOL" --vni 4343 --prefix "$P" >/dev/null || fail "pool add"
+ip netns add "$CL"
+ip netns exec "$CL" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+ip -n "${P}b" link add clport type veth peer name eth0 netns "$CL"
+ip -n "$CL" link set lo up
+ip -n "$CL" link set eth0 up
+ip -n "$CL" addr add "$CL_IP/24" dev eth0
+ip -n "${P}b" link set clport master "vcp-$POOL" up
+
+bash "$REPO_ROOT/deploy/certs.sh" "$TMPD/pki" a b >/dev/null || fail "certs.sh"
+# agent_toml SITE IP PEER PEER_IP
+agent_toml() {
+  cat <<EOF
+site = "$1"
+data_dir = "$TMPD/data-$1"
+control_socket = "$TMPD/$1.sock"
+[migration]
+port = 7400
+listen = "$2"
+run_dir = "$TMPD/run-$1"
+[sites.$3]
+address = "$4"
+[tls]
+ca = "$TMPD/pki/ca.pem"
+cert = "$TMPD/pki/$1.pem"
+key = "$TMPD/pki/$1.key"
+allowed_peers = ["$3"]
+EOF
+}
+agent_toml a "$IP_A" b "$IP_B" >"$TMPD/a.toml"
+agent_toml b "$IP_B" a "$IP_A" >"$TMPD/b.toml"
+for s in a b; do
+  ip netns exec "${P}$s" "$AGENT_BIN" -c "$TMPD/$s.toml" >"$TMPD/agent-$s.log" 2>&1 &
+  AGENT_PIDS+=($!)
+done
+tw() { local s=$1; shift; "$TIDEWAY_BIN" --socket "$TMPD/$s.sock" "$@"; }
+for _ in $(seq 1 100); do
+  [ -S "$TMPD/a.sock" ] && [ -S "$TMPD/b.sock" ] && break
+  sleep 0.1
+done
+[ -S "$TMPD/a.sock" ] && [ -S "$TMPD/b.sock" ] || fail "agents did not start"
+
+cat >"$TMPD/$VM.toml" <<EOF
+name = "$VM"
+memory = "524280K"
+kernel = "$GUEST_DIR/vmlinuz"
+initrd = "$GUEST_DIR/initramfs.cpio.gz"
+append = "console=ttyS0 panic=-1 quiet tw.ip=$VM_IP/24 tw.mem_mb=64 tw.dirty_mbps=4 tw.verify_mbps=16"
+extra_args = ["-no-reboot"]
+[[nics]]
+mac = "$VM_MAC"
+tap = "tap-$VM"
+bridge = "vcp-$POOL"
+ip = "$VM_IP"
+EOF
+tw a vm start "$TMPD/$VM.toml" >/dev/null || fail "vm start at A"
+
+# The heartbeat over TCP from site B's client: one connection for the
+# whole test (a reset or a new connection would show as a second "open").
+hb_log="$TMPD/hb.log"
+# shellcheck disable=SC2016  # for the inner bash
+ip netns exec "$CL" bash -c 'for i in $(seq 1 300); do
+    exec 3<>/dev/tcp/'"$VM_IP"'/7000 2>/dev/null && { echo open; exec cat <&3; }
+    sleep 1
+  done' >"$hb_log" 2>/dev/null &
+HB_PID=$!
+hb_count() { grep -c '^TW-HB ' "$hb_log" || true; }
+hb_last() { grep '^TW-HB ' "$hb_log" | tail -n 1; }
+hb_field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$(hb_last)"; }
+# hb_grows SECONDS: the heartbeat advances within that time
+hb_grows() {
+  local n0 i
+  n0="$(hb_count)"
+  for i in $(seq 1 $(($1 * 10))); do
+    [ "$(hb_count)" -gt "$n0" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+for _ in $(seq 1 600); do [ "$(hb_count)" -gt 0 ] && break; sleep 0.5; done
+[ "$(hb_count)" -gt 0 ] || fail "no heartbeat from the guest at site A within 300 s"
+sleep 3  # memload dirties memory for a while
+hb_grows 5 || fail "heartbeat does not advance at A"
+note "ok: guest runs at A, heartbeat over TCP from site B ($(hb_last))"
+
+vm_state() { tw "$1" --json vm list | jq -r --arg n "$VM" '.vms[] | select(.name == $n) | .state'; }
+phase_of() { jq -r .phase "$1"; }
+
+if [ "${ONLY_MIGRATE:-0}" != 1 ]; then  # ONLY_MIGRATE=1: straight to 3 (debugging)
+# --- 1. cancel during pre-copy -----------------------------------------------
+tw a --json migrate "$VM" --to b --detach >/dev/null || fail "migrate --detach"
+for _ in $(seq 1 100); do
+  it="$(tw a --json migrate-status "$VM" | jq -r '.iteration // 0')"
+  [ "${it:-0}" -ge 1 ] && break
+  sleep 0.2
+done
+tw a migrate-cancel "$VM" >/dev/null || fail "migrate-cancel"
+for _ in $(seq 1 100); do
+  tw a --json migrate-status "$VM" >"$TMPD/cancel.json"
+  case "$(phase_of "$TMPD/cancel.json")" in rolled-back|done|unconfirmed|failed) break ;; esac
+  sleep 0.2
+done
+[ "$(phase_of "$TMPD/cancel.json")" = rolled-back ] || fail "cancel: phase $(phase_of "$TMPD/cancel.json")"
+hb_grows 10 || fail "cancel: the heartbeat stopped"
+[ "$(vm_state a)" = running ] || fail "cancel: VM at A is $(vm_state a)"
+for _ in $(seq 1 50); do [ -z "$(vm_state b)" ] && break; sleep 0.2; done
+[ -z "$(vm_state b)" ] || fail "cancel: site B still has the VM ($(vm_state b))"
+note "ok: cancelled in iteration $it: rolled back, VM runs at A, nothing left at B"
+
+# --- 2. WAN cut during pre-copy ----------------------------------------------
+tw a --json migrate "$VM" --to b --detach --wan-timeout 3 >/dev/null || fail "migrate --detach (cut)"
+for _ in $(seq 1 100); do
+  it="$(tw a --json migrate-status "$VM" | jq -r '.iteration // 0')"
+  [ "${it:-0}" -ge 1 ] && break
+  sleep 0.2
+done
+"$LAB_SH" partition on --prefix "$P" >/dev/null || fail "partition on"
+t_cut="$(date +%s%3N)"
+for _ in $(seq 1 150); do
+  tw a --json migrate-status "$VM" >"$TMPD/cut.json"
+  case "$(phase_of "$TMPD/cut.json")" in rolled-back|done|unconfirmed|failed) break ;; esac
+  sleep 0.2
+done
+t_rb="$(date +%s%3N)"
+[ "$(phase_of "$TMPD/cut.json")" = rolled-back ] || fail "WAN cut: phase $(phase_of "$TMPD/cut.json")"
+[ "$(vm_state a)" = running ] || fail "WAN cut: VM at A is $(vm_state a)"
+"$LAB_SH" partition off --prefix "$P" >/dev/null || fail "partition off"
+hb_grows 30 || fail "WAN cut: the heartbeat did not resume after the WAN healed"
+for _ in $(seq 1 100); do [ -z "$(vm_state b)" ] && break; sleep 0.2; done
+[ -z "$(vm_state b)" ] || fail "WAN cut: site B still has the VM ($(vm_state b))"
+note "ok: WAN cut in iteration $it: rolled back after $((t_rb - t_cut)) ms ($(jq -r .error "$TMPD/cut.json")); VM runs at A"
+
+fi
+# --- 3. the migration ---------------------------------------------------------
+opens_before="$(grep -c '^open' "$hb_log")"
+t0="$(date +%s%3N)"
+# shellcheck disable=SC2086  # MIGRATE_ARGS is a list of flags
+tw a migrate "$VM" --to b --paused --keep-source ${MIGRATE_ARGS:-} --report "$TMPD/report.json" --plot "$TMPD/plot.svg" \
+  >"$TMPD/migrate.out" 2>&1 || { cat "$TMPD/migrate.out" >&2; fail "migrate A -> B failed"; }
+t1="$(date +%s%3N)"
+R="$TMPD/report.json"
+[ "$(phase_of "$R")" = done ] || fail "migrate: phase $(phase_of "$R")"
+[ "$(vm_state b)" = paused ] || fail "destination VM is $(vm_state b), expected paused (--paused)"
+tw a vm dump "$VM" "$TMPD/a.ram" >/dev/null || fail "vm dump at A"
+tw b vm dump "$VM" "$TMPD/b.ram" >/dev/null || fail "vm dump at B"
+[ "$(stat -c %s "$TMPD/a.ram")" = "$RAM_BYTES" ] || fail "A's dump is $(stat -c %s "$TMPD/a.ram") bytes"
+cmp -s "$TMPD/a.ram" "$TMPD/b.ram" || fail "destination RAM differs from the source's: $(cmp "$TMPD/a.ram" "$TMPD/b.ram" | head -1)"
+note "ok: RAM at B identical to A's ($RAM_BYTES bytes)"
+
+# --- 4. the comparison can fail -------------------------------------------------
+cp "$TMPD/b.ram" "$TMPD/b-damaged.ram"
+printf '\xa5' | dd of="$TMPD/b-damaged.ram" bs=1 seek=$((RAM_BYTES / 3)) conv=notrunc status=none
+if cmp -s "$TMPD/a.ram" "$TMPD/b-damaged.ram"; then fail "control: a damaged dump compared equal"; fi
+note "ok: control: one changed byte is caught"
+rm -f "$TMPD"/*.ram
+
+hb_before="$(hb_field seq)"
+tw b vm resume "$VM" >/dev/null || fail "vm resume at B"
+tw a vm stop "$VM" >/dev/null || fail "vm stop at A"
+hb_grows 15 || fail "no heartbeat after the resume at B"
+sleep 3
+hb_grows 5 || fail "heartbeat stopped at B"
+[ "$(grep -c '^open' "$hb_log")" = "$opens_before" ] || fail "the heartbeat connection was re-opened (reset)"
+errors="$(hb_field errors)"
+[ "$errors" = 0 ] || fail "guest verifier reports $errors errors after the migration"
+[ "$(hb_field seq)" -gt "$hb_before" ] || fail "heartbeat sequence did not advance"
+[ "$(vm_state b)" = running ] || fail "VM at B is $(vm_state b)"
+[ -z "$(vm_state a)" ] || [ "$(vm_state a)" = stopped ] || fail "VM at A is $(vm_state a) after vm stop"
+note "ok: VM runs at B, same TCP connection, verifier at 0 errors ($(hb_last))"
+
+# The report: iterations, downtime, bytes by encoding, and a plot.
+iters="$(jq '.iterations | length' "$R")"
+min_iters=2  # smart stop iterates while the guest dirties memory
+[ -z "${MIGRATE_ARGS:-}" ] || min_iters=1
+[ "$iters" -ge "$min_iters" ] || fail "report: $iters iterations"
+jq -e '.downtime_ms > 0 and .wire_bytes > 0 and .stream_bytes > 0' "$R" >/dev/null || fail "report lacks downtime/bytes"
+jq -e '.iterations[0].pages_sent > 0' "$R" >/dev/null || fail "report: no pages in iteration 1"
+grep -q '<svg' "$TMPD/plot.svg" || fail "no SVG plot"
+grep -q 'done' "$TMPD/migrate.out" || fail "migrate printed no final report"
+note "ok: report with $iters iterations and an SVG plot"
+cat "$TMPD/migrate.out" | tail -n $((iters + 6))
+echo "RESULT qemu_migrate: args=\"${MIGRATE_ARGS:-}\" total_ms=$((t1 - t0)) iterations=$iters" \
+  "downtime_ms=$(jq .downtime_ms "$R") switchover_ms=$(jq .switchover_ms "$R")" \
+  "stream_bytes=$(jq .stream_bytes "$R") wire_bytes=$(jq .wire_bytes "$R") stop=\"$(jq -r .stop_reason "$R")\"" \
+  "cut_rollback_ms=$(( ${t_rb:-0} - ${t_cut:-0} ))"
