@@ -196,8 +196,12 @@ proto::Result<OpReport> PoolController::create(const PoolSpec& spec) {
     if (auto r = step({"ip", "link", "set", "dev", br, "alias", alias_of(spec.name)}, {}); !r) return r.error();
   }
   if (!tun) {
+    // nolearning: frames go only to the flood list, so membership is exactly
+    // the site list. With learning, a remote that still sends re-teaches its
+    // MACs and a removed site stays reachable for the 300 s ageing time.
+    // Cost: unicast is replicated to every site (nothing with two sites).
     if (auto r = step({"ip", "link", "add", vx, "type", "vxlan", "id", std::to_string(spec.vni), "local", spec.local,
-                       "dstport", std::to_string(spec.port), "dev", spec.underlay},
+                       "dstport", std::to_string(spec.port), "dev", spec.underlay, "nolearning"},
                       {"ip", "link", "del", "dev", vx});
         !r)
       return r.error();

@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -34,11 +35,21 @@ VmManager::VmManager(asio::io_context& io, std::string site, MigrationConfig con
   // Ids only need to differ between this agent's migrations, also across
   // restarts (a late message of an old migration is then ignored).
   next_migration_ = static_cast<uint32_t>(std::random_device{}()) | 1u;
+  if (const char* f = std::getenv("TIDEWAY_FAULTS")) {
+    std::stringstream list(f);
+    for (std::string item; std::getline(list, item, ',');) {
+      if (item == "drop-resumed") fault_drop_resumed_ = true;
+      else if (!item.empty()) fault_error_ = "TIDEWAY_FAULTS: unknown fault \"" + item + "\" (known: drop-resumed)";
+    }
+  }
 }
 
 VmManager::~VmManager() { stop(); }
 
 proto::Result<void> VmManager::start() {
+  if (!fault_error_.empty()) return Error{Errc::kInvalid, fault_error_};
+  if (fault_drop_resumed_)
+    spdlog::warn("agent: FAULT INJECTION ON (TIDEWAY_FAULTS): incoming migrations will not confirm the switchover");
   if (config_.listen_port == 0) return {};
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(config_.listen_address, ec);
@@ -462,6 +473,7 @@ void VmManager::begin_incoming(const std::shared_ptr<wan::Session>& session, con
   s.options = *opts;
   s.vm_spec = spec_text;
   s.session = session;
+  s.fault_drop_resumed = fault_drop_resumed_;
   s.launch = [this](const std::string& text, MigrationDestination::LaunchDone done) {
     launch_incoming(text, std::move(done));
   };

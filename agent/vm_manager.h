@@ -90,6 +90,11 @@ class VmManager {
   std::shared_ptr<wan::ChannelServer> server_;
   std::vector<std::thread> garp_threads_;
   uint32_t next_migration_;
+  // Fault injection for tests, from TIDEWAY_FAULTS (comma list); never set
+  // in production. "drop-resumed": an incoming VM runs after COMMIT but the
+  // source is never told (exercises the unconfirmed switchover).
+  bool fault_drop_resumed_ = false;
+  std::string fault_error_;
 };
 
 }  // namespace tideway::agent

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <span>
 #include <variant>
@@ -52,7 +53,15 @@ inline void check_payload(MessageType type, std::span<const uint8_t> payload) {
           FUZZ_CHECK(x.seq != 0 && x.length != 0 && x.length <= kMaxWriteLen, type);
         } else if constexpr (std::is_same_v<T, MigControl>) {
           FUZZ_CHECK(inside(x.detail, payload), type);
-        } else if constexpr (std::is_same_v<T, MigPages> || std::is_same_v<T, DiskBlocks>) {
+        } else if constexpr (std::is_same_v<T, MigPages>) {
+          // Page cuts locate codec pages inside the opaque stream bytes: the
+          // destination splices them back, so an out-of-order cut must not decode.
+          FUZZ_CHECK(inside(x.opaque, payload) && inside(x.batch, payload), type);
+          FUZZ_CHECK(x.page_cuts.size() <= kMaxRecordsPerBatch, type);
+          FUZZ_CHECK(x.page_cuts.empty() == x.batch.empty(), type);
+          FUZZ_CHECK(std::is_sorted(x.page_cuts.begin(), x.page_cuts.end()), type);
+          for (uint32_t cut : x.page_cuts) FUZZ_CHECK(cut <= x.opaque.size(), type);
+        } else if constexpr (std::is_same_v<T, DiskBlocks>) {
           FUZZ_CHECK(x.records.size() <= kMaxRecordsPerBatch, type);
           for (const auto& r : x.records) FUZZ_CHECK(inside(r.bytes, payload), type);
         } else if constexpr (std::is_same_v<T, Probe>) {

@@ -18,8 +18,13 @@
 #      report (JSON + SVG plot) holds iterations, downtime and encodings.
 #   4. Negative control for 3: the dump comparison must catch a difference
 #      (one byte changed in a copy of the destination's dump).
+#   5. Unconfirmed switchover: back B -> A with A's agent restarted under
+#      TIDEWAY_FAULTS=drop-resumed (A runs the VM after COMMIT but never
+#      says so). The source must neither resume nor discard its copy: exit
+#      code 4, phase "unconfirmed", the VM paused at B and running at A (the
+#      heartbeat goes on, now from A), until the operator stops B's copy.
 # Prints the figures docs/migrate.md quotes (RESULT line). For benchmarks
-# (tests/bench/migrate_lab.sh): ONLY_MIGRATE=1 skips 1 and 2, MIGRATE_ARGS
+# (tests/bench/migrate_lab.sh): ONLY_MIGRATE=1 skips 1, 2 and 5, MIGRATE_ARGS
 # adds flags to the migration (e.g. "--no-cbr --no-delta"), RATE_MBIT and
 # DELAY_MS set the WAN (default 100 Mbit/s, 10 ms each way). KEEP=1 keeps the
 # run directory (agent logs, QEMU logs, report) for a look after a failure.
@@ -97,16 +102,24 @@ EOF
 }
 agent_toml a "$IP_A" b "$IP_B" >"$TMPD/a.toml"
 agent_toml b "$IP_B" a "$IP_A" >"$TMPD/b.toml"
-for s in a b; do
-  ip netns exec "${P}$s" "$AGENT_BIN" -c "$TMPD/$s.toml" >"$TMPD/agent-$s.log" 2>&1 &
+# start_agent SITE [ENV=VALUE...]: run SITE's agent in its namespace.
+start_agent() {
+  local s=$1; shift
+  ip netns exec "${P}$s" env "$@" "$AGENT_BIN" -c "$TMPD/$s.toml" >>"$TMPD/agent-$s.log" 2>&1 &
   AGENT_PIDS+=($!)
-done
+}
 tw() { local s=$1; shift; "$TIDEWAY_BIN" --socket "$TMPD/$s.sock" "$@"; }
-for _ in $(seq 1 100); do
-  [ -S "$TMPD/a.sock" ] && [ -S "$TMPD/b.sock" ] && break
-  sleep 0.1
-done
-[ -S "$TMPD/a.sock" ] && [ -S "$TMPD/b.sock" ] || fail "agents did not start"
+# agent_up SITE: its control socket answers.
+agent_up() {
+  for _ in $(seq 1 100); do
+    tw "$1" --json vm list >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+start_agent a
+start_agent b
+agent_up a && agent_up b || fail "agents did not start"
 
 cat >"$TMPD/$VM.toml" <<EOF
 name = "$VM"
@@ -247,6 +260,26 @@ grep -q '<svg' "$TMPD/plot.svg" || fail "no SVG plot"
 grep -q 'done' "$TMPD/migrate.out" || fail "migrate printed no final report"
 note "ok: report with $iters iterations and an SVG plot"
 cat "$TMPD/migrate.out" | tail -n $((iters + 6))
+# --- 5. unconfirmed switchover (B -> A, A never confirms) ----------------------
+if [ "${ONLY_MIGRATE:-0}" != 1 ]; then
+kill "${AGENT_PIDS[0]}" && wait "${AGENT_PIDS[0]}" 2>/dev/null || true
+start_agent a TIDEWAY_FAULTS=drop-resumed
+agent_up a || fail "agent A did not restart"
+grep -q "FAULT INJECTION ON" "$TMPD/agent-a.log" || fail "agent A did not announce the fault injection"
+rc=0
+tw b --json migrate "$VM" --to a --switchover-timeout 5 --wan-timeout 3 >"$TMPD/unconfirmed.json" 2>"$TMPD/unconfirmed.err" || rc=$?
+[ "$rc" = 4 ] || { cat "$TMPD/unconfirmed.err" >&2; fail "unconfirmed switchover: exit code $rc, expected 4"; }
+[ "$(phase_of "$TMPD/unconfirmed.json")" = unconfirmed ] || fail "unconfirmed: phase $(phase_of "$TMPD/unconfirmed.json")"
+case "$(vm_state b)" in paused*) ;; *) fail "unconfirmed: the source's VM is '$(vm_state b)', must stay paused" ;; esac
+[ "$(vm_state a)" = running ] || fail "unconfirmed: the VM at A is '$(vm_state a)'"
+hb_grows 15 || fail "unconfirmed: no heartbeat (the VM should run at A)"
+[ "$(grep -c '^open' "$hb_log")" = "$opens_before" ] || fail "unconfirmed: the heartbeat connection was re-opened"
+note "ok: unconfirmed switchover: exit 4, B holds its copy paused ('$(vm_state b)'), A runs the VM ($(hb_last))"
+tw b vm stop "$VM" >/dev/null || fail "vm stop of the unconfirmed copy at B"
+hb_grows 5 || fail "heartbeat stopped after the operator stopped B's copy"
+[ "$(hb_field errors)" = 0 ] || fail "guest verifier reports $(hb_field errors) errors after the way back"
+fi
+
 echo "RESULT qemu_migrate: args=\"${MIGRATE_ARGS:-}\" total_ms=$((t1 - t0)) iterations=$iters" \
   "downtime_ms=$(jq .downtime_ms "$R") switchover_ms=$(jq .switchover_ms "$R")" \
   "stream_bytes=$(jq .stream_bytes "$R") wire_bytes=$(jq .wire_bytes "$R") stop=\"$(jq -r .stop_reason "$R")\"" \
