@@ -2,7 +2,8 @@
 # Runs every Tideway test on a fresh Debian 12 machine, as root:
 #   1. installs the Debian packages it needs (deploy/install-deps.sh),
 #   2. builds with AddressSanitizer + UndefinedBehaviorSanitizer (build/),
-#   3. runs ctest: unit, channel, and root namespace tests (the lab),
+#   3. builds the QEMU test guest (deploy/guest/build-guest.sh, build/guest),
+#      then runs ctest: unit, channel, and root namespace tests (the lab),
 #   4. builds the libFuzzer targets with clang (build-fuzz/) and fuzzes each
 #      decoder for a bounded time (TIDEWAY_FUZZ_SECONDS, default 30).
 # Fails if any test fails or reports itself skipped: CI runs as root, so
@@ -22,6 +23,11 @@ bash deploy/install-deps.sh
 echo "== build (ASan+UBSan) =="
 cmake -S . -B build -G Ninja -DTIDEWAY_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build -j "$jobs"
+
+# The QEMU tests' guest (kernel package from the archive), built once here
+# in the host's network namespace: some tests run in namespaces of their own.
+echo "== test guest =="
+bash deploy/guest/build-guest.sh build/guest
 
 echo "== fuzz build (clang, libFuzzer) =="
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DTIDEWAY_FUZZ=ON \

@@ -91,9 +91,9 @@ if [ -z "$deb" ]; then
   # Sandbox user root: the cache dir need not be readable by _apt.
   # The archive mirror is the one network this machine has; a lookup can
   # fail transiently (seen: "Temporary failure resolving"), so retry.
-  for attempt in 1 2 3 4; do
+  for attempt in 1 2 3 4 5 6; do
     (cd "$cache" && apt-get -q -o APT::Sandbox::User=root download "$kpkg" >/dev/null) && break
-    [ "$attempt" -lt 4 ] || die "apt-get download $kpkg failed 4 times"
+    [ "$attempt" -lt 6 ] || die "apt-get download $kpkg failed 6 times"
     log "apt-get download failed (attempt $attempt), retrying in $((attempt * 5)) s"
     sleep $((attempt * 5))
   done

@@ -144,6 +144,11 @@ class QemuMigrate : public ::testing::Test {
     ASSERT_EQ(::geteuid(), 0u) << "qemu.migrate needs root (network namespace, TAP); CI runs it as root";
     ASSERT_TRUE(find_in_path("qemu-system-x86_64")) << "qemu-system-x86_64 missing (deploy/install-deps.sh)";
     ASSERT_TRUE(find_in_path("ip")) << "ip (iproute2) missing";
+    // Before the namespace: the first build downloads the kernel package.
+    const char* g = std::getenv("GUEST_DIR");
+    guest = g && *g ? g : std::string(TIDEWAY_BUILD_DIR) + "/guest";
+    ASSERT_TRUE(sh({"bash", std::string(TIDEWAY_SOURCE_DIR) + "/deploy/guest/build-guest.sh", guest}))
+        << "could not build the test guest";
     // An anonymous namespace for this process and its children (QEMU, ip).
     ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << std::strerror(errno);
     ASSERT_TRUE(sh({"ip", "link", "set", "lo", "up"}));
@@ -154,10 +159,6 @@ class QemuMigrate : public ::testing::Test {
       ASSERT_TRUE(sh({"ip", "tuntap", "add", "dev", tap, "mode", "tap"}));
       ASSERT_TRUE(sh({"ip", "link", "set", tap, "master", "br0", "up"}));
     }
-    const char* g = std::getenv("GUEST_DIR");
-    guest = g && *g ? g : std::string(TIDEWAY_BUILD_DIR) + "/guest";
-    ASSERT_TRUE(sh({"bash", std::string(TIDEWAY_SOURCE_DIR) + "/deploy/guest/build-guest.sh", guest}))
-        << "could not build the test guest";
     char tmpl[] = "/tmp/h5-qemu-migrate.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     run = tmpl;
