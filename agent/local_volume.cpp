@@ -94,6 +94,21 @@ int LocalVolume::punch(uint64_t offset, uint64_t length) {
   return wan::zero_range(fd_, offset, length);
 }
 
+bool LocalVolume::next_data(uint64_t from, uint64_t& start, uint64_t& end) const {
+  if (from >= size_) return false;
+  const off_t d = ::lseek(fd_, static_cast<off_t>(from), SEEK_DATA);
+  if (d < 0) {
+    if (errno == ENXIO) return false;  // holes to the end
+    start = from;                      // cannot tell: all data
+    end = size_;
+    return true;
+  }
+  const off_t h = ::lseek(fd_, d, SEEK_HOLE);
+  start = static_cast<uint64_t>(d);
+  end = h < 0 ? size_ : std::min<uint64_t>(static_cast<uint64_t>(h), size_);
+  return start < end;
+}
+
 void LocalVolume::write(uint64_t offset, std::span<const uint8_t> data, bool fua, IoDone done) {
   int e = pwrite_all(offset, data);
   if (e == 0 && fua) e = sync();

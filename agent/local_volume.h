@@ -30,6 +30,10 @@ class LocalVolume final : public BlockTarget {
   int pwrite_all(uint64_t offset, std::span<const uint8_t> data);
   int sync();
   int punch(uint64_t offset, uint64_t length);
+  // The next range holding data at or after `from` (SEEK_DATA/SEEK_HOLE;
+  // a block device, or a file system that cannot tell, is all data).
+  // False when only holes remain.
+  bool next_data(uint64_t from, uint64_t& start, uint64_t& end) const;
 
   const std::string& path() const { return path_; }
 

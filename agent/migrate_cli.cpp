@@ -42,6 +42,15 @@ std::optional<json> ask(const std::string& socket, const json& req, int timeout_
 
 std::string progress_line(const json& p) {
   char buf[256];
+  const json d = p.value("disk", json());
+  if (p.value("phase", "") == "disk" && d.is_object()) {
+    const auto passes = d.value("passes", json::array());
+    std::snprintf(buf, sizeof buf, "%-13s pass %2zu  copied %llu of %llu blocks (%s)  on the wire %s  %6.1f Mbit/s",
+                  "disk", passes.size() + 1, (unsigned long long)d.value("blocks_sent", 0ull),
+                  (unsigned long long)d.value("blocks_to_copy", 0ull), d.value("mode", "").c_str(),
+                  mb(d.value("wire_bytes", 0ull)).c_str(), p.value("rate_bytes_per_sec", 0.0) * 8 / 1e6);
+    return buf;
+  }
   const json its = p.value("iterations", json::array());
   uint64_t sent = 0, dirtied = 0, remaining = 0;
   if (!its.empty()) {
@@ -74,6 +83,13 @@ void print_report(const json& p) {
               (unsigned long long)p.value("zero_pages", 0ull), (unsigned long long)c.value("raw", 0ull),
               (unsigned long long)c.value("cbr", 0ull), (unsigned long long)c.value("delta", 0ull),
               (unsigned long long)c.value("mixed", 0ull), (unsigned long long)c.value("zero", 0ull));
+  if (const json d = p.value("disk", json()); d.is_object())
+    std::printf("  disk: %s copy, %llu blocks (%s) in %zu passes, on the wire %s, copied after %.1f s, "
+                "%llu writes mirrored\n",
+                d.value("mode", "").c_str(), (unsigned long long)d.value("blocks_sent", 0ull),
+                mb(d.value("bytes_sent", 0ull)).c_str(), d.value("passes", json::array()).size(),
+                mb(d.value("wire_bytes", 0ull)).c_str(), d.value("copy_ms", -1.0) / 1000,
+                (unsigned long long)d.value("mirrored_writes", 0ull));
   std::printf("  %4s %10s %10s %10s %12s %9s\n", "ITER", "SENT", "DIRTIED", "REMAINING", "WIRE", "END_S");
   for (const auto& i : p.value("iterations", json::array()))
     std::printf("  %4u %10llu %10llu %10llu %12s %9.1f\n", i.value("iteration", 0u),

@@ -36,8 +36,8 @@ proto::Result<MigrationConfig> parse_migration_config(const toml::table& root) {
     if (!t) return bad("[migration]: expected a table");
     for (auto& [key, v] : *t) {
       const std::string k(key.str());
-      if (k != "port" && k != "listen" && k != "run_dir" && k != "qemu" && k != "window_mb")
-        return bad("[migration] " + k + ": unknown key (port, listen, run_dir, qemu, window_mb)");
+      if (k != "port" && k != "listen" && k != "run_dir" && k != "disk_dir" && k != "qemu" && k != "window_mb")
+        return bad("[migration] " + k + ": unknown key (port, listen, run_dir, disk_dir, qemu, window_mb)");
     }
     auto port = port_of(*t, "[migration]", 0, true);
     if (!port) return port.error();
@@ -51,6 +51,10 @@ proto::Result<MigrationConfig> parse_migration_config(const toml::table& root) {
     // QMP and stream sockets live under RUN_DIR/VM/: keep room for them.
     if (run_dir->size() > 60) return bad("[migration] run_dir: at most 60 characters (unix socket paths are short)");
     c.run_dir = *run_dir;
+    auto disk_dir = string_of(*t, "[migration]", "disk_dir", c.disk_dir);
+    if (!disk_dir) return disk_dir.error();
+    if (disk_dir->front() != '/') return bad("[migration] disk_dir: an absolute path");
+    c.disk_dir = *disk_dir;
     auto qemu = string_of(*t, "[migration]", "qemu", c.qemu_binary);
     if (!qemu) return qemu.error();
     c.qemu_binary = *qemu;

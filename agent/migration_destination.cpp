@@ -24,6 +24,20 @@ proto::Result<std::shared_ptr<MigrationDestination>> MigrationDestination::creat
   auto dec = wan::codec::PageStreamDecoder::create(memory_codec_config(self->s_.options), self->s_.migration);
   if (!dec) return dec.error();
   self->decoder_ = std::move(dec).value();
+  if (!self->s_.disks.empty()) {
+    DiskCopyDestination::Setup d;
+    d.migration = self->s_.migration;
+    d.disks = self->s_.disks;
+    d.codec = disk_codec_config(self->s_.options);
+    d.session = self->s_.session;
+    std::weak_ptr<MigrationDestination> weak = self;
+    d.on_error = [weak](const std::string& why) {
+      if (auto me = weak.lock()) me->fail("disk copy: " + why, true);
+    };
+    auto disk = DiskCopyDestination::create(io, std::move(d));
+    if (!disk) return disk.error();
+    self->disk_ = std::move(disk).value();
+  }
   return self;
 }
 
@@ -53,8 +67,8 @@ void MigrationDestination::launched(proto::Result<IncomingVm> vm) {
   qemu_.connect(local::endpoint(vm_.socket_path), ec);
   if (ec) return fail("cannot connect to the incoming VM's stream socket " + vm_.socket_path + ": " + ec.message(), true);
   connected_ = true;
-  progress_.phase = MigrationPhase::kMemory;
-  send_control(MigOp::kAccepted);
+  progress_.phase = s_.disks.empty() ? MigrationPhase::kMemory : MigrationPhase::kDisk;
+  send_control(MigOp::kAccepted, s_.accepted_detail);
   write_more();
 }
 
@@ -88,6 +102,16 @@ void MigrationDestination::on_pages(std::span<const uint8_t> payload) {
     out_.push_back(std::move(bytes));
   if (out_bytes_ > kMaxUnwritten) return fail("the incoming VM is not reading its migration stream", true);
   write_more();
+}
+
+void MigrationDestination::on_disk(proto::MessageType type, std::span<const uint8_t> payload) {
+  if (finished(progress_.phase)) return;
+  if (!disk_) return fail("disk data for a VM without agent-served disks", true);
+  disk_->on_message(type, payload);
+  progress_.disk.active = true;
+  progress_.disk.bytes_sent = disk_->bytes_applied();
+  progress_.disk.wire_bytes += payload.size();
+  progress_.disk.codec = disk_->codec_stats();
 }
 
 void MigrationDestination::write_more() {
@@ -130,6 +154,7 @@ void MigrationDestination::on_control(const proto::MigControl& c) {
       if (j.is_discarded() || !j.contains("stream_bytes") || !j["stream_bytes"].is_number_unsigned())
         return fail("COMPLETE without a stream length", true);
       expected_bytes_ = j["stream_bytes"].get<int64_t>();
+      expected_disk_seq_ = j.value("disk_seq", int64_t{0});
       progress_.phase = MigrationPhase::kSwitchover;
       maybe_loaded();
       break;
@@ -137,6 +162,15 @@ void MigrationDestination::on_control(const proto::MigControl& c) {
     case MigOp::kCommit: {
       if (!loaded_sent_) return fail("COMMIT before the VM was loaded", true);
       timeout_.cancel();
+      if (!s_.disks.empty()) {
+        // These images now equal the source's: the generation both keep.
+        auto j = nlohmann::json::parse(detail, nullptr, false);
+        const std::string g = j.is_object() ? j.value("disk_generation", std::string()) : std::string();
+        for (auto& d : s_.disks)
+          if (auto r = g.empty() ? d->drop_generation() : d->set_generation(g); !r)
+            spdlog::warn("incoming {}: {}", s_.options.vm, r.error().detail);
+        if (disk_) disk_->stop();
+      }
       auto self = shared_from_this();
       if (s_.options.paused) {
         // The VM is ours, paused, as the operator asked.
@@ -185,6 +219,12 @@ void MigrationDestination::maybe_loaded() {
            true);
     return;
   }
+  // Every disk write the source sent is applied and durable here (acked:
+  // the source waited for that before COMPLETE).
+  if (disk_ && disk_->applied_seq() != static_cast<uint64_t>(expected_disk_seq_))
+    return fail("the source's disks ended at write " + std::to_string(expected_disk_seq_) + ", this copy at " +
+                    std::to_string(disk_->applied_seq()),
+                true);
   loaded_sent_ = true;
   send_control(MigOp::kLoaded);
   // Without COMMIT the VM stays paused here; after the source's own
@@ -221,6 +261,7 @@ void MigrationDestination::finish(MigrationPhase phase) {
   progress_.phase = phase;
   progress_.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
   progress_.codec = decoder_->stats();
+  if (disk_) disk_->stop();
   timeout_.cancel();
   boost::system::error_code ec;
   qemu_.close(ec);

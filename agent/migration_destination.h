@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/disk_copy_destination.h"
 #include "agent/migration_options.h"
 #include "agent/migration_progress.h"
 #include "agent/qmp_client.h"
@@ -52,6 +53,10 @@ class MigrationDestination : public std::enable_shared_from_this<MigrationDestin
     // agent): run the VM after COMMIT but never send RESUMED, as if the
     // WAN failed right then. The source must not resume its copy.
     bool fault_drop_resumed = false;
+    // Agent-served disks the source copies into (empty: none), and what
+    // ACCEPTED tells the source about them (full or incremental copy).
+    std::vector<std::shared_ptr<VmDisk>> disks;
+    nlohmann::json accepted_detail;
   };
 
   static proto::Result<std::shared_ptr<MigrationDestination>> create(boost::asio::io_context& io, Setup setup);
@@ -59,6 +64,7 @@ class MigrationDestination : public std::enable_shared_from_this<MigrationDestin
   // Messages of this migration, routed by the agent.
   void on_control(const proto::MigControl& c);
   void on_pages(std::span<const uint8_t> payload);
+  void on_disk(proto::MessageType type, std::span<const uint8_t> payload);
   void on_session_state(wan::SessionState s);
   const MigrationProgress& progress() const { return progress_; }
   uint32_t migration() const { return s_.migration; }
@@ -79,6 +85,8 @@ class MigrationDestination : public std::enable_shared_from_this<MigrationDestin
   MigrationProgress progress_;
   DoneHandler done_;
   std::unique_ptr<wan::codec::PageStreamDecoder> decoder_;
+  std::shared_ptr<DiskCopyDestination> disk_;
+  int64_t expected_disk_seq_ = -1;  // from COMPLETE
   IncomingVm vm_;
   boost::asio::local::stream_protocol::socket qemu_;
   std::deque<std::vector<uint8_t>> out_;  // rebuilt stream waiting for QEMU

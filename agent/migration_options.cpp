@@ -1,5 +1,7 @@
 #include "agent/migration_options.h"
 
+#include "proto/messages.h"
+
 namespace tideway::agent {
 
 using proto::Errc;
@@ -60,6 +62,13 @@ wan::codec::CodecConfig memory_codec_config(const MigrateOptions& o) {
   if (!o.cbr) c.cache_bytes = 0;
   if (!o.delta) c.delta_store_bytes = 0;
   if (!o.zstd) c.zstd_level = 0;
+  return c;
+}
+
+wan::codec::CodecConfig disk_codec_config(const MigrateOptions& o) {
+  wan::codec::CodecConfig c = memory_codec_config(o);
+  c.delta_store_bytes = 0;
+  c.max_records = proto::kMaxWriteLen / proto::kPageSize;
   return c;
 }
 

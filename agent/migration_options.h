@@ -40,5 +40,9 @@ nlohmann::json to_json(const MigrateOptions& o);
 // (both ends build theirs from the same options, so they match).
 wan::codec::CodecConfig memory_codec_config(const MigrateOptions& o);
 wan::StopPolicyConfig stop_policy_config(const MigrateOptions& o);
+// The disk copy's codec: CBR and zstd as the options say, no page deltas
+// (a block is copied once per pass; its last version is rarely worth
+// keeping), one REPL_WRITE (256 blocks) per batch.
+wan::codec::CodecConfig disk_codec_config(const MigrateOptions& o);
 
 }  // namespace tideway::agent

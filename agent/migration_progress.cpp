@@ -5,6 +5,7 @@ namespace tideway::agent {
 const char* phase_name(MigrationPhase p) {
   switch (p) {
     case MigrationPhase::kConnecting: return "connecting";
+    case MigrationPhase::kDisk: return "disk";
     case MigrationPhase::kMemory: return "memory";
     case MigrationPhase::kStopAndCopy: return "stop-and-copy";
     case MigrationPhase::kSwitchover: return "switchover";
@@ -28,7 +29,28 @@ nlohmann::json to_json(const MigrationProgress& p) {
                    {"pages_remaining", i.pages_remaining},
                    {"wire_bytes", i.wire_bytes},
                    {"end_ms", i.end_ms}});
-  const auto& c = p.codec;
+  nlohmann::json disk = nullptr;  // null: no agent-served disk
+  if (p.disk.active) {
+    const auto& d = p.disk;
+    nlohmann::json passes = nlohmann::json::array();
+    for (const auto& x : d.passes)
+      passes.push_back({{"pass", x.pass},
+                        {"blocks_sent", x.blocks_sent},
+                        {"blocks_dirtied", x.blocks_dirtied},
+                        {"wire_bytes", x.wire_bytes},
+                        {"end_ms", x.end_ms}});
+    disk = {{"mode", d.mode},
+            {"disk_bytes", d.disk_bytes},
+            {"blocks_to_copy", d.blocks_to_copy},
+            {"blocks_sent", d.blocks_sent},
+            {"bytes_sent", d.bytes_sent},
+            {"wire_bytes", d.wire_bytes},
+            {"mirrored_writes", d.mirrored_writes},
+            {"mirrored_bytes", d.mirrored_bytes},
+            {"passes", passes},
+            {"copy_ms", d.copy_ms},
+            {"codec", codec_json(d.codec)}};
+  }
   return {{"vm", p.vm},
           {"from", p.from},
           {"to", p.to},
@@ -48,20 +70,24 @@ nlohmann::json to_json(const MigrationProgress& p) {
           {"switchover_ms", p.switchover_ms},
           {"stop_reason", p.stop_reason},
           {"error", p.error},
-          {"codec",
-           {{"records", c.records},
-            {"zero", c.zero_records},
-            {"raw", c.raw_records},
-            {"cbr", c.cbr_records},
-            {"delta", c.delta_records},
-            {"mixed", c.mixed_records},
-            {"sub_hit", c.sub_hit},
-            {"sub_delta", c.sub_delta},
-            {"sub_unchanged", c.sub_unchanged},
-            {"sub_literal", c.sub_literal},
-            {"page_bytes", c.page_bytes},
-            {"wire_bytes", c.wire_bytes},
-            {"cpu_ms", c.cpu_ns / 1e6}}}};
+          {"codec", codec_json(p.codec)},
+          {"disk", disk}};
+}
+
+nlohmann::json codec_json(const wan::codec::CodecStats& c) {
+  return {{"records", c.records},
+          {"zero", c.zero_records},
+          {"raw", c.raw_records},
+          {"cbr", c.cbr_records},
+          {"delta", c.delta_records},
+          {"mixed", c.mixed_records},
+          {"sub_hit", c.sub_hit},
+          {"sub_delta", c.sub_delta},
+          {"sub_unchanged", c.sub_unchanged},
+          {"sub_literal", c.sub_literal},
+          {"page_bytes", c.page_bytes},
+          {"wire_bytes", c.wire_bytes},
+          {"cpu_ms", c.cpu_ns / 1e6}};
 }
 
 }  // namespace tideway::agent

@@ -14,6 +14,7 @@ namespace tideway::agent {
 
 enum class MigrationPhase {
   kConnecting,   // dialling the destination, waiting for it to accept
+  kDisk,         // copying agent-served disks while the VM runs (then mirrored)
   kMemory,       // iterative pre-copy while the VM runs
   kStopAndCopy,  // VM paused at the source, last pages and device state
   kSwitchover,   // stream sent, waiting for the destination to load it
@@ -34,6 +35,28 @@ struct IterationRecord {
   double end_ms = 0;        // since the migration began
 };
 
+// The disk copy of a migration (agent-served [[disks]] image = ...):
+// passes over the blocks to send while the VM runs, then synchronous
+// mirroring of its writes until the switchover.
+struct DiskPassRecord {
+  uint32_t pass = 0;
+  uint64_t blocks_sent = 0, blocks_dirtied = 0;  // dirtied: left for the next pass
+  uint64_t wire_bytes = 0;
+  double end_ms = 0;
+};
+
+struct DiskProgress {
+  bool active = false;
+  std::string mode;               // full, incremental, or mixed (several disks)
+  uint64_t disk_bytes = 0;        // the disks' sizes
+  uint64_t blocks_to_copy = 0;    // the first pass's set (4 KiB blocks)
+  uint64_t blocks_sent = 0, bytes_sent = 0, wire_bytes = 0;
+  uint64_t mirrored_writes = 0, mirrored_bytes = 0;
+  std::vector<DiskPassRecord> passes;
+  double copy_ms = -1;            // until the destination held every block (mirror on)
+  wan::codec::CodecStats codec;
+};
+
 struct MigrationProgress {
   std::string vm, from, to;
   MigrationPhase phase = MigrationPhase::kConnecting;
@@ -50,8 +73,10 @@ struct MigrationProgress {
   std::string stop_reason;
   std::string error;               // why it rolled back
   wan::codec::CodecStats codec;
+  DiskProgress disk;
 };
 
 nlohmann::json to_json(const MigrationProgress& p);
+nlohmann::json codec_json(const wan::codec::CodecStats& c);
 
 }  // namespace tideway::agent

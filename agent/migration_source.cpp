@@ -82,16 +82,25 @@ void MigrationSource::start(DoneHandler done) {
       }
     }
   });
+  s_.session->on_writable(wan::kMigDiskStream, [weak] {
+    if (auto self = weak.lock(); self && self->disk_) self->disk_->on_writable();
+  });
   s_.session->on_state([weak](wan::SessionState st) {
     if (auto self = weak.lock()) self->on_session_state(st);
   });
   s_.qmp->on_event([weak](const std::string& e, const nlohmann::json& d) {
     if (auto self = weak.lock()) self->on_qmp_event(e, d);
   });
+  nlohmann::json disks = nlohmann::json::array();
+  for (size_t i = 0; i < s_.disks.size(); ++i)
+    disks.push_back({{"image", s_.disk_images.at(i)},
+                     {"size", s_.disks[i]->size()},
+                     {"generation", s_.disks[i]->generation()}});
   send_control(MigOp::kBegin, {{"vm", s_.options.vm},
                                {"site", s_.site},
                                {"spec", s_.vm_spec},
-                               {"options", to_json(s_.options)}});
+                               {"options", to_json(s_.options)},
+                               {"disks", disks}});
   tick();
 }
 
@@ -117,6 +126,12 @@ void MigrationSource::send_control(MigOp op, const nlohmann::json& detail) {
 void MigrationSource::on_control(proto::MessageType type, std::span<const uint8_t> payload) {
   if (finished(progress_.phase)) return;
   auto m = proto::decode_payload(type, payload);
+  if (m && std::holds_alternative<proto::ReplAck>(*m)) {
+    if (!disk_) return roll_back("a disk ack from the destination, but no disk is being copied");
+    disk_->on_ack(std::get<proto::ReplAck>(*m));
+    progress_.disk = disk_->progress();
+    return maybe_complete();
+  }
   if (!m || !std::holds_alternative<proto::MigControl>(*m)) {
     roll_back("undecodable control message from the destination");
     return;
@@ -126,7 +141,11 @@ void MigrationSource::on_control(proto::MessageType type, std::span<const uint8_
   const std::string detail(c.detail.begin(), c.detail.end());
   switch (c.op) {
     case MigOp::kAccepted:
-      if (progress_.phase == MigrationPhase::kConnecting) begin_qemu();
+      if (progress_.phase == MigrationPhase::kConnecting) {
+        auto j = nlohmann::json::parse(detail, nullptr, false);
+        if (s_.disks.empty()) begin_qemu();
+        else begin_disks(j);
+      }
       break;
     case MigOp::kLoaded:
       if (progress_.phase != MigrationPhase::kSwitchover) {
@@ -138,7 +157,8 @@ void MigrationSource::on_control(proto::MessageType type, std::span<const uint8_
       // destination may be running the VM.
       committed_ = true;
       committed_at_ = Clock::now();
-      send_control(MigOp::kCommit);
+      if (!s_.disks.empty()) disk_generation_ = VmDisk::new_generation();
+      send_control(MigOp::kCommit, {{"disk_generation", disk_generation_}});
       break;
     case MigOp::kResumed:
       if (!committed_) {
@@ -146,6 +166,11 @@ void MigrationSource::on_control(proto::MessageType type, std::span<const uint8_
         break;
       }
       progress_.switchover_ms = std::chrono::duration<double, std::milli>(Clock::now() - paused_at_).count();
+      // Our images equal the destination's as of the switchover: a later
+      // return needs only what the VM writes there from now on.
+      for (auto& d : s_.disks)
+        if (auto r = d->set_generation(disk_generation_); !r)
+          spdlog::warn("migrate {}: {}: the next return copies the whole disk", s_.options.vm, r.error().detail);
       finish(MigrationPhase::kDone);
       break;
     case MigOp::kCancel: {
@@ -180,8 +205,35 @@ void MigrationSource::on_session_state(wan::SessionState st) {
   }
 }
 
+void MigrationSource::begin_disks(const nlohmann::json& accepted) {
+  progress_.phase = MigrationPhase::kDisk;
+  DiskCopySource::Setup d;
+  d.migration = s_.migration;
+  d.disks = s_.disks;
+  d.codec = disk_codec_config(s_.options);
+  d.session = s_.session;
+  const auto* list = accepted.is_object() && accepted.contains("disks") && accepted["disks"].is_array()
+                         ? &accepted["disks"] : nullptr;
+  if (!list || list->size() != s_.disks.size())
+    return roll_back("the destination did not say how it takes the VM's " + std::to_string(s_.disks.size()) +
+                     " disk(s)");
+  for (const auto& x : *list) d.incremental.push_back(x.is_object() && x.value("incremental", false));
+  auto src = DiskCopySource::create(io_, std::move(d));
+  if (!src) return roll_back("disk copy: " + src.error().detail);
+  disk_ = std::move(src).value();
+  auto weak = weak_from_this();
+  disk_->start([weak](proto::Result<void> r) {
+    auto self = weak.lock();
+    if (!self || finished(self->progress_.phase)) return;
+    self->progress_.disk = self->disk_->progress();
+    if (!r) return self->roll_back("disk copy: " + r.error().detail);
+    self->begin_qemu();
+  });
+}
+
 void MigrationSource::begin_qemu() {
   progress_.phase = MigrationPhase::kMemory;
+  memory_started_ = Clock::now();
   boost::system::error_code ec;
   ::unlink(s_.socket_path.c_str());
   acceptor_.open(local(), ec);
@@ -344,10 +396,14 @@ void MigrationSource::stop_now(const std::string& reason) {
 
 void MigrationSource::maybe_complete() {
   if (complete_sent_ || !stream_ended_ || !qemu_completed_ || !pieces_.empty() || finished(progress_.phase)) return;
+  // The VM is paused: once no mirrored write awaits its ack, the
+  // destination's disks are exactly ours.
+  if (disk_ && !disk_->settled()) return;
   complete_sent_ = true;
   progress_.phase = MigrationPhase::kSwitchover;
   if (paused_at_ == Clock::time_point{}) paused_at_ = Clock::now();
-  send_control(MigOp::kComplete, {{"stream_bytes", encoder_->stream_offset()}});
+  send_control(MigOp::kComplete, {{"stream_bytes", encoder_->stream_offset()},
+                                  {"disk_seq", disk_ ? disk_->sent_seq() : 0}});
 }
 
 void MigrationSource::tick() {
@@ -355,11 +411,13 @@ void MigrationSource::tick() {
   const auto now = Clock::now();
   const double dt = std::chrono::duration<double>(now - last_rate_at_).count();
   if (dt >= 1.0) {
-    progress_.rate_bytes_per_sec = (progress_.wire_bytes - last_rate_bytes_) / dt;
-    last_rate_bytes_ = progress_.wire_bytes;
+    const uint64_t wire = progress_.wire_bytes + (disk_ ? disk_->progress().wire_bytes : 0);
+    progress_.rate_bytes_per_sec = (wire - last_rate_bytes_) / dt;
+    last_rate_bytes_ = wire;
     last_rate_at_ = now;
   }
   progress_.elapsed_ms = ms_since_start();
+  if (disk_) progress_.disk = disk_->progress();
   if (!progress_.iterations.empty() && progress_.rate_bytes_per_sec > 0) {
     const double ratio = progress_.stream_bytes ? double(progress_.wire_bytes) / progress_.stream_bytes : 1.0;
     progress_.eta_s = progress_.iterations.back().pages_remaining * double(proto::kPageSize) * ratio /
@@ -375,7 +433,7 @@ void MigrationSource::tick() {
   if (!committed_ && progress_.phase == MigrationPhase::kSwitchover && now - paused_at_ > s_.options.switchover_timeout)
     return roll_back("the destination did not load the VM within " +
                      std::to_string(s_.options.switchover_timeout.count()) + " s");
-  if (!stop_requested_ && progress_.phase == MigrationPhase::kMemory && now - started_ > s_.options.max_time)
+  if (!stop_requested_ && progress_.phase == MigrationPhase::kMemory && now - memory_started_ > s_.options.max_time)
     stop_now("time cap of " + std::to_string(s_.options.max_time.count()) + " s reached");
   auto self = shared_from_this();
   ticker_.expires_after(kTick);
@@ -422,6 +480,11 @@ void MigrationSource::finish(MigrationPhase phase) {
   progress_.phase = phase;
   progress_.elapsed_ms = ms_since_start();
   progress_.codec = encoder_->stats();
+  if (disk_) {
+    // Mirroring ends: after a rollback the VM goes on here alone.
+    disk_->stop();
+    progress_.disk = disk_->progress();
+  }
   ticker_.cancel();
   boost::system::error_code ec;
   acceptor_.close(ec);

@@ -17,6 +17,12 @@
 // source. After COMMIT without RESUMED the phase is kUnconfirmed: the
 // source's copy stays paused for the operator.
 //
+// With agent-served disks the disks go first (DiskCopySource): copied while
+// the VM runs, then its writes mirrored synchronously, so the destination's
+// disks are current at the switchover; COMPLETE waits until no mirrored
+// write is unacknowledged. Both sides' images then share a generation, so
+// a later migration back sends only the blocks written since.
+//
 // Threading: everything runs on the agent's io thread.
 #pragma once
 
@@ -29,6 +35,7 @@
 #include <optional>
 #include <string>
 
+#include "agent/disk_copy_source.h"
 #include "agent/migration_options.h"
 #include "agent/migration_progress.h"
 #include "agent/qmp_client.h"
@@ -53,6 +60,10 @@ class MigrationSource : public std::enable_shared_from_this<MigrationSource> {
     std::shared_ptr<QmpClient> qmp;
     std::shared_ptr<wan::Session> session;  // a channel to the destination agent
     std::function<void()> send_local_garp;  // after a rollback that moved the network
+    // Agent-served disks, copied before the memory (DiskCopySource), with
+    // their image names (the destination opens its copy by name).
+    std::vector<std::shared_ptr<VmDisk>> disks;
+    std::vector<std::string> disk_images;
   };
 
   static proto::Result<std::shared_ptr<MigrationSource>> create(boost::asio::io_context& io, Setup setup);
@@ -67,6 +78,7 @@ class MigrationSource : public std::enable_shared_from_this<MigrationSource> {
 
   void on_control(proto::MessageType type, std::span<const uint8_t> payload);
   void on_session_state(wan::SessionState s);
+  void begin_disks(const nlohmann::json& accepted);
   void begin_qemu();
   void accept_stream();
   void read_stream();
@@ -90,6 +102,8 @@ class MigrationSource : public std::enable_shared_from_this<MigrationSource> {
   MigrationProgress progress_;
   DoneHandler done_;
   std::unique_ptr<wan::codec::PageStreamEncoder> encoder_;
+  std::shared_ptr<DiskCopySource> disk_;
+  std::string disk_generation_;  // sent with COMMIT; ours too once RESUMED
   proto::qemu::StreamSplitter splitter_;
   wan::StopPolicy policy_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
@@ -97,7 +111,7 @@ class MigrationSource : public std::enable_shared_from_this<MigrationSource> {
   std::vector<uint8_t> read_buf_;
   std::deque<std::vector<uint8_t>> pieces_;  // taken, not yet accepted by the channel (bounded by one read)
   boost::asio::steady_timer ticker_;
-  std::chrono::steady_clock::time_point started_, paused_at_, last_rate_at_, committed_at_;
+  std::chrono::steady_clock::time_point started_, memory_started_, paused_at_, last_rate_at_, committed_at_;
   uint64_t last_rate_bytes_ = 0;
   uint64_t pass_pages_base_ = 0, pass_wire_base_ = 0;
   uint32_t pass_ = 0;

@@ -137,6 +137,15 @@ json VmManager::vm_json(const std::string& name, const Vm& vm) const {
     j["pid"] = vm.qemu->pid();
     j["run_dir"] = vm.qemu->run_dir();
   }
+  if (vm.disks) {
+    json disks = json::array();
+    for (const auto& d : vm.disks->disks())
+      disks.push_back({{"image", d->path()},
+                       {"size", d->size()},
+                       {"generation", d->generation()},
+                       {"blocks_written_since", d->since_generation().dirty_blocks()}});
+    j["disks"] = disks;
+  }
   if (vm.outgoing) j["migration"] = to_json(vm.outgoing->progress());
   else if (vm.incoming) j["migration"] = to_json(vm.incoming->progress());
   else if (vm.last_migration) j["migration"] = to_json(*vm.last_migration);
@@ -213,6 +222,8 @@ void VmManager::watch_exit(const std::string& name, const std::shared_ptr<QemuVm
     spdlog::info("vm {}: QEMU exited ({})", name, st.describe());
     if (it->second.state != "migrated") it->second.state = "exited: " + st.describe();
     if (it->second.outgoing) it->second.outgoing->cancel("QEMU exited: " + st.describe());
+    // No one uses the images now: their sidecars are written clean.
+    if (it->second.disks && !it->second.incoming) it->second.disks->stop();
   });
 }
 
@@ -234,6 +245,13 @@ void VmManager::vm_start(const json& req, Reply reply) {
   if (it != vms_.end() && it->second.qemu && !it->second.qemu->exited())
     return reply(fail("VM \"" + spec->name + "\" already runs here (" + it->second.state + ")"));
   if (spec->serial_log.empty()) spec->serial_log = vm_dir(spec->name) + "/serial.log";
+  std::unique_ptr<ServedDisks> disks;
+  if (auto images = ServedDisks::images_of(*spec, config_.disk_dir); !images.empty()) {
+    auto d = ServedDisks::open(images, vm_dir(spec->name));
+    if (!d) return reply(fail("disks of \"" + spec->name + "\": " + d.error().detail));
+    disks = std::move(d).value();
+    disks->fill_sockets(*spec);
+  }
   auto q = launch(*spec, LaunchMode::kRun);
   if (!q) return reply(fail(q.error().detail));
   const std::string name = spec->name;
@@ -241,6 +259,7 @@ void VmManager::vm_start(const json& req, Reply reply) {
   vm = Vm{};
   vm.spec_text = text;
   vm.spec = *spec;
+  vm.disks = std::move(disks);
   vm.qemu = *q;
   vm.state = "starting";
   watch_exit(name, vm.qemu);
@@ -318,6 +337,11 @@ void VmManager::migrate(const json& req, Reply reply) {
   s.session = channel->session();
   const VmSpec spec = vm.spec;
   s.send_local_garp = [this, spec] { announce(spec); };
+  if (vm.disks) {
+    s.disks = vm.disks->disks();
+    for (const auto& d : vm.spec.disks)
+      if (!d.image.empty()) s.disk_images.push_back(d.image);
+  }
   auto src = MigrationSource::create(io_, std::move(s));
   if (!src) return reply(fail(src.error().detail));
   vm.outgoing = *src;
@@ -429,6 +453,9 @@ void VmManager::on_incoming_session(const std::shared_ptr<wan::Session>& session
   session->on_message(wan::kMigMemoryStream, [slot](proto::MessageType, std::span<const uint8_t> p) {
     if (*slot) (*slot)->on_pages(p);
   });
+  session->on_message(wan::kMigDiskStream, [slot](proto::MessageType t, std::span<const uint8_t> p) {
+    if (*slot) (*slot)->on_disk(t, p);
+  });
   session->on_state([slot](wan::SessionState st) {
     if (*slot) (*slot)->on_session_state(st);
   });
@@ -459,11 +486,19 @@ void VmManager::begin_incoming(const std::shared_ptr<wan::Session>& session, con
     if (v.incoming || v.outgoing || (v.qemu && !v.qemu->exited()))
       return refuse("a VM \"" + spec->name + "\" is already here (" + v.state + ")");
   }
+  json accepted = json::object();
+  std::unique_ptr<ServedDisks> disks;
+  if (!ServedDisks::images_of(*spec, config_.disk_dir).empty()) {
+    auto d = prepare_incoming_disks(*spec, j, accepted);
+    if (!d) return refuse(d.error().detail);
+    disks = std::move(d).value();
+  }
   const std::string name = spec->name;
   Vm& vm = vms_[name];
   vm = Vm{};
   vm.spec_text = spec_text;
   vm.spec = *spec;
+  vm.disks = std::move(disks);
   vm.state = "incoming";
   vm.last_migration_options = *opts;
   MigrationDestination::Setup s;
@@ -474,6 +509,8 @@ void VmManager::begin_incoming(const std::shared_ptr<wan::Session>& session, con
   s.vm_spec = spec_text;
   s.session = session;
   s.fault_drop_resumed = fault_drop_resumed_;
+  if (vm.disks) s.disks = vm.disks->disks();
+  s.accepted_detail = accepted;
   s.launch = [this](const std::string& text, MigrationDestination::LaunchDone done) {
     launch_incoming(text, std::move(done));
   };
@@ -520,6 +557,8 @@ void VmManager::launch_incoming(const std::string& spec_text, MigrationDestinati
   const std::string name = spec->name;
   // The source's log path is the source's: ours lives in our run dir.
   spec->serial_log = vm_dir(name) + "/serial.log";
+  if (auto found = vms_.find(name); found != vms_.end() && found->second.disks)
+    found->second.disks->fill_sockets(*spec);
   auto q = launch(*spec, LaunchMode::kIncoming);
   if (!q) return done(q.error());
   auto it = vms_.find(name);
@@ -549,6 +588,44 @@ void VmManager::launch_incoming(const std::string& spec_text, MigrationDestinati
         });
       },
       std::chrono::duration_cast<std::chrono::milliseconds>(kQmpConnectTimeout));
+}
+
+proto::Result<std::unique_ptr<ServedDisks>> VmManager::prepare_incoming_disks(const VmSpec& spec, const json& begin,
+                                                                              json& accepted) {
+  auto images = ServedDisks::images_of(spec, config_.disk_dir);
+  const json list = begin.value("disks", json::array());
+  if (!list.is_array() || list.size() != images.size())
+    return Error{Errc::kInvalid, "BEGIN describes " + std::to_string(list.is_array() ? list.size() : 0) +
+                                     " disk(s), the VM has " + std::to_string(images.size())};
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (!list[i].is_object() || !list[i].contains("size") || !list[i]["size"].is_number_unsigned())
+      return Error{Errc::kInvalid, "BEGIN: disk " + std::to_string(i) + " without a size"};
+    images[i].create_bytes = list[i]["size"].get<uint64_t>();
+  }
+  auto served = ServedDisks::open(images, vm_dir(spec.name));
+  if (!served) return served.error();
+  json disks = json::array();
+  for (size_t i = 0; i < images.size(); ++i) {
+    auto& d = *(*served)->disks()[i];
+    if (d.size() != images[i].create_bytes)
+      return Error{Errc::kInvalid, "the image " + d.path() + " here has " + std::to_string(d.size()) +
+                                       " bytes, the source's " + std::to_string(images[i].create_bytes)};
+    const std::string theirs = list[i].value("generation", std::string());
+    // Incremental only onto the very bytes the source's generation names:
+    // same generation, and nothing written here since.
+    const bool incremental = !theirs.empty() && d.generation() == theirs && d.since_generation().empty();
+    if (!incremental) {
+      if (int e = d.volume().punch(0, d.size()); e != 0)
+        return Error{Errc::kSystem, "clearing " + d.path() + ": " + std::strerror(e)};
+    }
+    // Until COMMIT this copy is partial: no generation survives a crash.
+    if (auto r = d.drop_generation(); !r) return r.error();
+    spdlog::info("incoming {}: disk {} ({} bytes): {} copy", spec.name, d.path(), d.size(),
+                 incremental ? "incremental" : "full");
+    disks.push_back({{"incremental", incremental}});
+  }
+  accepted["disks"] = disks;
+  return served;
 }
 
 }  // namespace tideway::agent

@@ -23,6 +23,7 @@
 #include "agent/migration_destination.h"
 #include "agent/migration_source.h"
 #include "agent/qemu_vm.h"
+#include "agent/served_disks.h"
 #include "agent/vm_spec.h"
 #include "wan/channel.h"
 #include "wan/control_socket.h"
@@ -53,6 +54,8 @@ class VmManager {
   struct Vm {
     std::string spec_text;
     VmSpec spec;
+    // Before qemu: destroyed after it (QEMU gone, then its disks close).
+    std::unique_ptr<ServedDisks> disks;
     std::shared_ptr<QemuVm> qemu;
     std::string state;  // starting, running, migrating, incoming, migrated, exited
     std::shared_ptr<MigrationSource> outgoing;
@@ -81,6 +84,11 @@ class VmManager {
   void begin_incoming(const std::shared_ptr<wan::Session>& session, const proto::MigControl& c,
                       std::shared_ptr<std::shared_ptr<MigrationDestination>> slot);
   void launch_incoming(const std::string& spec_text, MigrationDestination::LaunchDone done);
+  // The incoming VM's images: opened (created at the source's sizes), and
+  // per disk whether the copy here is the source's generation (incremental)
+  // or must be overwritten whole. Fills `accepted` for the source.
+  proto::Result<std::unique_ptr<ServedDisks>> prepare_incoming_disks(const VmSpec& spec, const nlohmann::json& begin,
+                                                                     nlohmann::json& accepted);
 
   boost::asio::io_context& io_;
   const std::string site_;

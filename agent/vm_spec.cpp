@@ -218,12 +218,25 @@ proto::Result<VmSpec> parse_vm_spec(const std::string& toml_text, const std::str
         const toml::table& t = *(*a)[i].as_table();
         Reader d(t, origin, "disks[" + std::to_string(i) + "].");
         NbdDisk disk;
-        if (d.str("socket", disk.socket, true)) {
+        if (d.str("socket", disk.socket, false) && t.get("socket")) {
           if (!path_ok(disk.socket)) d.bad(t.get("socket"), "socket", "expected an absolute path");
           else if (disk.socket.size() >= sizeof(sockaddr_un{}.sun_path))
             d.bad(t.get("socket"), "socket", "longer than a unix socket path may be (107 bytes)");
         }
+        if (d.str("image", disk.image, false) && t.get("image") && (!name_ok(disk.image, 64) || disk.image.front() == '.'))
+          d.bad(t.get("image"), "image", "expected a file name in the agent's disk_dir ([A-Za-z0-9_.-], 1-64, no leading dot)");
+        std::string size;
+        if (d.str("size", size, false) && t.get("size")) {
+          auto b = parse_memory_size(size);
+          if (!b) d.bad(t.get("size"), "size", "expected a size like 2G or 512M (a multiple of 4 KiB)");
+          else if (disk.image.empty()) d.bad(t.get("size"), "size", "only with image (an agent-served disk)");
+          else disk.create_bytes = *b;
+        }
+        if (!d.error() && disk.socket.empty() == disk.image.empty())
+          d.bad(&t, "socket", "give exactly one of socket (an NBD server's) or image (a disk the agent serves and migrates)");
         d.str("export", disk.export_name, false);
+        if (!disk.image.empty() && !disk.export_name.empty())
+          d.bad(t.get("export"), "export", "only with socket (an agent-served image has one export)");
         d.boolean("read_only", disk.read_only);
         d.no_unknown_keys();
         if (d.error()) return *d.error();
@@ -320,6 +333,7 @@ std::vector<std::string> qemu_argv(const VmSpec& spec, const LaunchArgs& launch)
                      "-mon", "chardev=qmp,mode=control"});
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     const auto& d = spec.disks[i];
+    assert(!d.socket.empty());  // image disks: the agent set it to its NBD server's
     const std::string node = "disk" + std::to_string(i);
     std::string bd = "driver=nbd,node-name=" + node + ",server.type=unix,server.path=" + qemu_opt_escape(d.socket);
     if (!d.export_name.empty()) bd += ",export=" + qemu_opt_escape(d.export_name);

@@ -17,6 +17,9 @@
 //   socket = "/run/tideway/nbd/web1.sock"
 //   export = "web1"
 //   read_only = false
+//   [[disks]]                           # or: an image the agent serves and migrates
+//   image = "web1-root.img"             # in [migration] disk_dir
+//   size = "2G"                         # created sparse if missing
 //
 //   [[nics]]
 //   mac = "52:54:00:00:00:05"
@@ -36,10 +39,15 @@
 
 namespace tideway::agent {
 
+// Either an NBD server's socket, or an image the agent serves itself (and
+// copies with the VM when it migrates): a file name in the agent's
+// [migration] disk_dir, created sparse at `size` if missing.
 struct NbdDisk {
-  std::string socket;       // absolute path of the NBD server's unix socket
+  std::string socket;       // absolute path of the NBD server's unix socket (the agent fills it for image disks)
   std::string export_name;  // may be empty (the default export)
   bool read_only = false;
+  std::string image;        // agent-served: file name in disk_dir
+  uint64_t create_bytes = 0;  // image: size when the agent creates it (0: must exist)
 };
 
 struct VmNic {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <vector>
 
 namespace tideway::wan {
@@ -36,6 +37,27 @@ int zero_range(int fd, uint64_t offset, uint64_t length) {
     if (int e = pwrite_all(fd, zeros.data(), n, offset); e != 0) return e;
     offset += n;
     length -= n;
+  }
+  return 0;
+}
+
+int write_file_atomic(const std::string& path, std::span<const uint8_t> data) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return errno;
+  int e = pwrite_all(fd, data.data(), data.size(), 0);
+  if (e == 0 && ::fsync(fd) != 0) e = errno;
+  ::close(fd);
+  if (e == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) e = errno;
+  if (e != 0) {
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
+    ::fsync(d);
+    ::close(d);
   }
   return 0;
 }

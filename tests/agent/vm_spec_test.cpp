@@ -132,7 +132,13 @@ TEST(VmSpecParse, ErrorsNameTheKeyAndLine) {
       {"name = \"a\"\nmemory = \"524280K\"\ninitrd = \"/i\"\n[[disks]]\nsocket = \"/s\"\n", "initrd: needs kernel"},
       {"name = \"a\"\nmemory = \"524280K\"\n", "nothing to boot"},
       {kMinimal + "serial_log = \"/tmp/a\\nb\"\n", "serial_log: expected an absolute path"},
-      {kMinimal + "[[disks]]\nexport = \"x\"\n", "disks[0].socket: required"},
+      {kMinimal + "[[disks]]\nexport = \"x\"\n", "disks[0].socket: give exactly one of socket"},
+      {kMinimal + "[[disks]]\nsocket = \"/s\"\nimage = \"a.img\"\n", "give exactly one of socket"},
+      {kMinimal + "[[disks]]\nimage = \"../a.img\"\n", "disks[0].image: expected a file name"},
+      {kMinimal + "[[disks]]\nimage = \".a\"\n", "no leading dot"},
+      {kMinimal + "[[disks]]\nimage = \"a.img\"\nsize = \"2X\"\n", "disks[0].size: expected a size"},
+      {kMinimal + "[[disks]]\nsocket = \"/s\"\nsize = \"2G\"\n", "size: only with image"},
+      {kMinimal + "[[disks]]\nimage = \"a.img\"\nexport = \"e\"\n", "export: only with socket"},
       {kMinimal + "[[disks]]\nsocket = \"rel.sock\"\n", "disks[0].socket: expected an absolute path"},
       {kMinimal + "[[disks]]\nsocket = \"/" + std::string(120, 's') + "\"\n", "longer than a unix socket path"},
       {kMinimal + "[[disks]]\nsocket = \"/s\"\nreadonly = true\n", "vm.toml:6: disks[0].readonly: unknown key"},
@@ -166,6 +172,15 @@ TEST(VmSpecParse, ErrorsNameTheKeyAndLine) {
     const std::string e = parse_error(c.text);
     EXPECT_NE(e.find(c.expect), std::string::npos) << "input:\n" << c.text << "\nerror: " << e;
   }
+}
+
+TEST(VmSpecParse, AgentServedImageDisk) {
+  VmSpec s = parse_ok(kMinimal + "[[disks]]\nimage = \"web1-root.img\"\nsize = \"2G\"\n[[disks]]\nimage = \"b.img\"\n");
+  ASSERT_EQ(s.disks.size(), 2u);
+  EXPECT_EQ(s.disks[0].image, "web1-root.img");
+  EXPECT_EQ(s.disks[0].create_bytes, uint64_t{2} << 30);
+  EXPECT_TRUE(s.disks[0].socket.empty());  // the agent fills it in
+  EXPECT_EQ(s.disks[1].create_bytes, 0u);  // must exist
 }
 
 TEST(VmSpecParse, LoadMissingFile) {

@@ -5,7 +5,9 @@
 # tideway-agents, one per site namespace, with mutual TLS. The VM's NIC is a
 # TAP on the pool bridge vcp-mig (VXLAN between the sites, lab.sh pool); a
 # client at site B keeps one TCP connection to the guest's heartbeat
-# (memload, port 7000) for the whole test.
+# (memload, port 7000) for the whole test. Its disk is an image the agents
+# serve and migrate ([[disks]] image, DISK_MB with DISK_DATA_MB written
+# before boot), written by the guest all along (tw.diskload).
 #
 #   1. cancel: a migration cancelled during pre-copy rolls back; the VM runs
 #      on at A, the connection too; nothing is left running at B.
@@ -16,6 +18,8 @@
 #      identical byte for byte. Then `vm resume` at B: the heartbeat goes on
 #      over the same TCP connection, the guest's verifier at 0 errors, the
 #      report (JSON + SVG plot) holds iterations, downtime and encodings.
+#      The disk went first (a full copy, then mirrored writes): both sites'
+#      images are identical byte for byte while both copies are paused.
 #   4. Negative control for 3: the dump comparison must catch a difference
 #      (one byte changed in a copy of the destination's dump).
 #   5. Unconfirmed switchover: back B -> A with A's agent restarted under
@@ -23,6 +27,8 @@
 #      says so). The source must neither resume nor discard its copy: exit
 #      code 4, phase "unconfirmed", the VM paused at B and running at A (the
 #      heartbeat goes on, now from A), until the operator stops B's copy.
+#      A still holds the image of the generation of 3: the disk copy back
+#      is incremental (only blocks the guest wrote at B).
 # Prints the figures docs/migrate.md quotes (RESULT line). For benchmarks
 # (tests/bench/migrate_lab.sh): ONLY_MIGRATE=1 skips 1, 2 and 5, MIGRATE_ARGS
 # adds flags to the migration (e.g. "--no-cbr --no-delta"), RATE_MBIT and
@@ -91,6 +97,7 @@ control_socket = "$TMPD/$1.sock"
 port = 7400
 listen = "$2"
 run_dir = "$TMPD/run-$1"
+disk_dir = "$TMPD/disks-$1"
 [sites.$3]
 address = "$4"
 [tls]
@@ -126,14 +133,28 @@ name = "$VM"
 memory = "524280K"
 kernel = "$GUEST_DIR/vmlinuz"
 initrd = "$GUEST_DIR/initramfs.cpio.gz"
-append = "console=ttyS0 panic=-1 quiet tw.ip=$VM_IP/24 tw.mem_mb=64 tw.dirty_mbps=4 tw.verify_mbps=16"
+append = "console=ttyS0 panic=-1 quiet tw.ip=$VM_IP/24 tw.mem_mb=64 tw.dirty_mbps=4 tw.verify_mbps=16 tw.diskload=20"
 extra_args = ["-no-reboot"]
+[[disks]]
+image = "$VM.img"
+size = "${DISK_MB:-64}M"
 [[nics]]
 mac = "$VM_MAC"
 tap = "tap-$VM"
 bridge = "vcp-$POOL"
 ip = "$VM_IP"
 EOF
+# The image before boot: random megabytes, some repeated (the codec's CBR
+# finds those), the rest a hole.
+mkdir -p "$TMPD/disks-a"
+IMG_A="$TMPD/disks-a/$VM.img" IMG_B="$TMPD/disks-b/$VM.img"
+truncate -s "${DISK_MB:-64}M" "$IMG_A"
+head -c $((4 << 20)) /dev/urandom >"$TMPD/chunk"
+for i in $(seq 0 $(( ${DISK_DATA_MB:-24} / 4 - 1 ))); do
+  if [ $((i % 3)) = 2 ]; then src="$TMPD/chunk"; else src=/dev/urandom; fi
+  dd if="$src" of="$IMG_A" bs=1M count=4 seek=$((i * 4)) conv=notrunc iflag=fullblock status=none
+done
+rm -f "$TMPD/chunk"
 tw a vm start "$TMPD/$VM.toml" >/dev/null || fail "vm start at A"
 
 # The heartbeat over TCP from site B's client: one connection for the
@@ -227,6 +248,10 @@ tw b vm dump "$VM" "$TMPD/b.ram" >/dev/null || fail "vm dump at B"
 [ "$(stat -c %s "$TMPD/a.ram")" = "$RAM_BYTES" ] || fail "A's dump is $(stat -c %s "$TMPD/a.ram") bytes"
 cmp -s "$TMPD/a.ram" "$TMPD/b.ram" || fail "destination RAM differs from the source's: $(cmp "$TMPD/a.ram" "$TMPD/b.ram" | head -1)"
 note "ok: RAM at B identical to A's ($RAM_BYTES bytes)"
+jq -e '.disk.mode == "full" and .disk.blocks_sent > 0 and .disk.copy_ms > 0' "$R" >/dev/null ||
+  fail "report: no full disk copy ($(jq -c .disk "$R"))"
+cmp -s "$IMG_A" "$IMG_B" || fail "the disk at B differs from A's: $(cmp "$IMG_A" "$IMG_B" | head -1)"
+note "ok: disk at B identical to A's ($(jq .disk.blocks_sent "$R") blocks copied in $(jq .disk.passes\|length "$R") passes, $(jq .disk.mirrored_writes "$R") writes mirrored)"
 
 # --- 4. the comparison can fail -------------------------------------------------
 cp "$TMPD/b.ram" "$TMPD/b-damaged.ram"
@@ -275,6 +300,11 @@ case "$(vm_state b)" in paused*) ;; *) fail "unconfirmed: the source's VM is '$(
 hb_grows 15 || fail "unconfirmed: no heartbeat (the VM should run at A)"
 [ "$(grep -c '^open' "$hb_log")" = "$opens_before" ] || fail "unconfirmed: the heartbeat connection was re-opened"
 note "ok: unconfirmed switchover: exit 4, B holds its copy paused ('$(vm_state b)'), A runs the VM ($(hb_last))"
+U="$TMPD/unconfirmed.json"
+jq -e '.disk.mode == "incremental"' "$U" >/dev/null || fail "the way back: disk copy $(jq -c .disk.mode "$U"), expected incremental"
+[ "$(jq .disk.blocks_sent "$U")" -lt "$(jq .disk.blocks_sent "$R")" ] ||
+  fail "incremental return sent $(jq .disk.blocks_sent "$U") blocks, the full copy $(jq .disk.blocks_sent "$R")"
+note "ok: the way back was incremental: $(jq .disk.blocks_sent "$U") blocks ($(jq .disk.wire_bytes "$U") bytes) vs $(jq .disk.blocks_sent "$R") ($(jq .disk.wire_bytes "$R") bytes)"
 tw b vm stop "$VM" >/dev/null || fail "vm stop of the unconfirmed copy at B"
 hb_grows 5 || fail "heartbeat stopped after the operator stopped B's copy"
 [ "$(hb_field errors)" = 0 ] || fail "guest verifier reports $(hb_field errors) errors after the way back"
@@ -283,4 +313,6 @@ fi
 echo "RESULT qemu_migrate: args=\"${MIGRATE_ARGS:-}\" total_ms=$((t1 - t0)) iterations=$iters" \
   "downtime_ms=$(jq .downtime_ms "$R") switchover_ms=$(jq .switchover_ms "$R")" \
   "stream_bytes=$(jq .stream_bytes "$R") wire_bytes=$(jq .wire_bytes "$R") stop=\"$(jq -r .stop_reason "$R")\"" \
-  "cut_rollback_ms=$(( ${t_rb:-0} - ${t_cut:-0} ))"
+  "cut_rollback_ms=$(( ${t_rb:-0} - ${t_cut:-0} ))" \
+  "disk_blocks=$(jq .disk.blocks_sent "$R") disk_wire_bytes=$(jq .disk.wire_bytes "$R") disk_copy_ms=$(jq .disk.copy_ms "$R")" \
+  "disk_mirrored=$(jq .disk.mirrored_writes "$R") return_blocks=$(jq '.disk.blocks_sent // 0' "${U:-$R}")"
