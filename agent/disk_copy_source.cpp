@@ -144,13 +144,7 @@ void DiskCopySource::queue_write(size_t disk, WriteOp op, uint32_t flags, uint64
   if (op == WriteOp::kWrite) {
     w.data = data;
     if (proto::repl_encodable(op, w.volume, offset, w.length)) {
-      RetainedWrite r;
-      r.volume = w.volume;
-      r.op = op;
-      r.offset = offset;
-      r.length = w.length;
-      r.data.assign(data.begin(), data.end());
-      if (encoder_->encode(r, encoded)) {
+      if (encoder_->encode(w.volume, offset, data, encoded)) {
         w.flags |= proto::kWriteEncoded;
         w.data = encoded;
       } else {

@@ -96,6 +96,11 @@ DirtyMap VmDisk::since_generation() const {
   return since_;
 }
 
+uint64_t VmDisk::blocks_written_since() const {
+  std::lock_guard lock(mu_);
+  return since_.dirty_blocks();
+}
+
 void VmDisk::begin_copy(DirtyMap initial) {
   assert(initial.disk_bytes() == size());
   std::lock_guard lock(mu_);
@@ -201,7 +206,8 @@ proto::Result<void> VmDisk::close() {
   end_copy();
   if (int e = volume_->sync(); e != 0) return Error{Errc::kSystem, "fdatasync " + path() + ": " + std::strerror(e)};
   if (!generation_.empty()) {
-    if (auto r = since_generation().save(map_path()); !r) return r;
+    std::lock_guard lock(mu_);
+    if (auto r = since_.save(map_path()); !r) return r;
   }
   return write_sidecar(!generation_.empty());
 }

@@ -52,6 +52,7 @@ class VmDisk final : public BlockTarget {
   // trusted) and what was written since it.
   const std::string& generation() const { return generation_; }
   DirtyMap since_generation() const;  // a copy
+  uint64_t blocks_written_since() const;  // its count, without the copy
   // This image now equals the peer's at generation `g`: the map restarts
   // empty. Persisted at once (still in use).
   proto::Result<void> set_generation(const std::string& g);

@@ -143,7 +143,7 @@ json VmManager::vm_json(const std::string& name, const Vm& vm) const {
       disks.push_back({{"image", d->path()},
                        {"size", d->size()},
                        {"generation", d->generation()},
-                       {"blocks_written_since", d->since_generation().dirty_blocks()}});
+                       {"blocks_written_since", d->blocks_written_since()}});
     j["disks"] = disks;
   }
   if (vm.outgoing) j["migration"] = to_json(vm.outgoing->progress());
@@ -613,7 +613,7 @@ proto::Result<std::unique_ptr<ServedDisks>> VmManager::prepare_incoming_disks(co
     const std::string theirs = list[i].value("generation", std::string());
     // Incremental only onto the very bytes the source's generation names:
     // same generation, and nothing written here since.
-    const bool incremental = !theirs.empty() && d.generation() == theirs && d.since_generation().empty();
+    const bool incremental = !theirs.empty() && d.generation() == theirs && d.blocks_written_since() == 0;
     if (!incremental) {
       if (int e = d.volume().punch(0, d.size()); e != 0)
         return Error{Errc::kSystem, "clearing " + d.path() + ": " + std::strerror(e)};

@@ -24,9 +24,15 @@ WriteEncoder::WriteEncoder(std::unique_ptr<codec::Encoder> e) : encoder_(std::mo
 proto::Result<void> WriteEncoder::encode(const RetainedWrite& w, std::vector<uint8_t>& out) {
   assert(proto::repl_encodable(w.op, w.volume, w.offset, w.length));
   assert(w.data.size() == w.length);
+  return encode(w.volume, w.offset, w.data, out);
+}
+
+proto::Result<void> WriteEncoder::encode(uint32_t volume, uint64_t offset, std::span<const uint8_t> data,
+                                         std::vector<uint8_t>& out) {
+  assert(proto::repl_encodable(proto::WriteOp::kWrite, volume, offset, static_cast<uint32_t>(data.size())));
   pages_.clear();
-  for (uint32_t off = 0; off < w.length; off += proto::kPageSize)
-    pages_.push_back({proto::repl_page_address(w.volume, w.offset + off), {w.data.data() + off, proto::kPageSize}});
+  for (size_t off = 0; off < data.size(); off += proto::kPageSize)
+    pages_.push_back({proto::repl_page_address(volume, offset + off), data.subspan(off, proto::kPageSize)});
   // Fails only for too many pages or a short page (ruled out above), and
   // then consumes nothing: the caller may send the write raw.
   auto r = encoder_->encode(pages_, out);

@@ -49,6 +49,9 @@ class WriteEncoder {
   // Precondition: proto::repl_encodable(w.op, w.volume, w.offset, w.length).
   // An error (a bug) consumed nothing: the write may still go raw.
   proto::Result<void> encode(const RetainedWrite& w, std::vector<uint8_t>& out);
+  // The same for bytes not held in a RetainedWrite (the disk copy's runs).
+  proto::Result<void> encode(uint32_t volume, uint64_t offset, std::span<const uint8_t> data,
+                             std::vector<uint8_t>& out);
   // A write that went raw (not encodable, or the codec is off this link);
   // discards and write-zeroes carry no data and are counted apart.
   void count_raw(proto::WriteOp op, uint32_t length) {
