@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,16 @@ class Link {
   // Low-latency socket options: no Nagle, and a bound on unsent bytes the
   // kernel holds so a control frame never waits behind megabytes of bulk.
   void tune(int notsent_lowat);
+
+  // Re-sizes TCP_NOTSENT_LOWAT to `horizon` of the socket's current pacing
+  // rate, within [floor, ceiling] bytes. The kernel wakes a writer only when
+  // the unsent bytes fall below half the mark; if that half drains before
+  // the writer refills it, the flow is marked application-limited and BBR
+  // never leaves STARTUP (2.89x the bottleneck rate, a third of the packets
+  // lost at a one-BDP queue). A bound in time keeps a control frame's wait
+  // in the kernel short at any rate and leaves the writer time to refill
+  // (docs/architecture.md). Returns the value set, 0 if unchanged or unknown.
+  int adapt_notsent_lowat(int floor, int ceiling, std::chrono::nanoseconds horizon);
 
   template <typename Handler>
   void async_handshake(asio::ssl::stream_base::handshake_type type, Handler&& h) {
@@ -57,6 +68,7 @@ class Link {
   asio::ssl::stream<tcp::socket> stream_;
   bool tls_;
   bool closed_ = false;
+  int notsent_lowat_ = 0;
 };
 
 }  // namespace tideway::wan

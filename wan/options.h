@@ -43,7 +43,13 @@ struct ChannelOptions {
   uint64_t link_burst_bytes = 64 * 1024;  // raised to 2 ms at the rate if smaller
   uint32_t max_frame_payload = 32 * 1024;  // larger messages are fragmented
   size_t write_batch_bytes = 64 * 1024;    // bytes handed to the socket at once
-  int tcp_notsent_lowat = 32 * 1024;       // bounds data queued in the kernel
+  // Unsent bytes the kernel may hold: tcp_notsent_lowat_time of the
+  // connection's pacing rate (re-read every 50 ms), at least
+  // tcp_notsent_lowat and at most tcp_notsent_lowat_max; 0 = no bound
+  // (see Link::adapt_notsent_lowat for why a fixed small value is wrong).
+  int tcp_notsent_lowat = 128 * 1024;
+  int tcp_notsent_lowat_max = 4 << 20;
+  Nanos tcp_notsent_lowat_time = 4ms;
 
   uint64_t features = proto::kAllFeatures;
   uint64_t required_features = proto::kFeatResume;

@@ -249,8 +249,16 @@ void Session::kick() {
       self->fail_link("write: " + ec.message());
       return;
     }
+    self->adapt_notsent_lowat();
     self->kick();
   });
+}
+
+void Session::adapt_notsent_lowat() {
+  const Nanos now = clock_.now();
+  if (!link_ || now - lowat_checked_ < Nanos{50ms}) return;
+  lowat_checked_ = now;
+  link_->adapt_notsent_lowat(opts_.tcp_notsent_lowat, opts_.tcp_notsent_lowat_max, opts_.tcp_notsent_lowat_time);
 }
 
 void Session::arm_heartbeat() {

@@ -95,6 +95,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void process_frames();
   void handle_control(const proto::Frame& f);
   void kick();  // start a write if one is not in progress
+  void adapt_notsent_lowat();  // at most every 50 ms: Link::adapt_notsent_lowat
   void arm_heartbeat();
   void arm_ack();
   void send_ack_now();
@@ -127,6 +128,7 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::steady_timer ack_timer_;
   bool ack_armed_ = false;
   Nanos last_rx_{0};
+  Nanos lowat_checked_{0};  // when the link's TCP_NOTSENT_LOWAT was last re-sized
   uint64_t peer_hb_sent_ = 0;
 
   SessionState state_ = SessionState::kConnecting;
