@@ -74,6 +74,13 @@ void print_report(const json& p) {
   if (!p.value("error", std::string()).empty()) std::printf("  reason: %s\n", p["error"].get<std::string>().c_str());
   if (!p.value("stop_reason", std::string()).empty())
     std::printf("  stop: %s\n", p["stop_reason"].get<std::string>().c_str());
+  if (p.value("transport", std::string("tideway")) == "qemu") {
+    std::printf("  transport qemu: QEMU's own stream over TCP, bytes as QEMU counts them (no codec)\n");
+    if (const json x = p.value("xbzrle", json()); x.is_object())
+      std::printf("  xbzrle: %llu pages as deltas in %s, %llu cache misses\n",
+                  (unsigned long long)x.value("pages", 0ull), mb(x.value("bytes", 0ull)).c_str(),
+                  (unsigned long long)x.value("cache_misses", 0ull));
+  }
   std::printf("  iterations %zu, stream %s, on the wire %s (saved %s), downtime %.0f ms (QEMU), switchover %.0f ms\n",
               p.value("iterations", json::array()).size(), mb(p.value("stream_bytes", 0ull)).c_str(),
               mb(p.value("wire_bytes", 0ull)).c_str(), mb(p.value("bytes_saved", 0ull)).c_str(),
@@ -215,6 +222,14 @@ std::unique_ptr<MigrateCli> add_migrate_commands(CLI::App& app) {
   c->migrate->add_flag("--no-delta", c->no_delta, "no page deltas");
   c->migrate->add_flag("--no-zstd", c->no_zstd, "no zstd on pages");
   c->migrate->add_flag("--no-smart-stop", c->no_smart_stop, "QEMU's own stop rule (downtime-limit 300 ms)");
+  c->migrate->add_option("--transport", c->transport,
+                         "how the memory travels: tideway (QEMU's stream through both agents, the WAN codec and "
+                         "the channel) or qemu (QEMU's own migration straight over TCP to the destination's QEMU, "
+                         "no codec, --rate becomes QEMU's max-bandwidth: the baseline to compare against; the "
+                         "switchover handshake, pools and disks stay the agents')")
+      ->check(CLI::IsMember({"tideway", "qemu"}))
+      ->capture_default_str();
+  c->migrate->add_flag("--xbzrle", c->xbzrle, "QEMU's XBZRLE page deltas (with --transport qemu, for comparison)");
   c->migrate->add_flag("--paused", c->paused, "the VM arrives paused at the destination (`tideway vm resume` there)");
   c->migrate->add_flag("--keep-source", c->keep_source,
                        "keep the source's paused copy after the switchover (until `tideway vm stop`)");
@@ -294,7 +309,13 @@ std::optional<int> run_migrate_commands(const MigrateCli& c, const std::string& 
            {"smart_stop", !c.no_smart_stop}, {"max_iterations", c.max_iterations},
            {"max_time_s", c.max_time_s}, {"paused", c.paused},
            {"keep_source", c.keep_source}, {"wan_timeout_s", c.wan_timeout_s},
-           {"switchover_timeout_s", c.switchover_timeout_s}};
+           {"switchover_timeout_s", c.switchover_timeout_s},
+           {"transport", c.transport},     {"xbzrle", c.xbzrle}};
+  if (c.xbzrle && c.transport != "qemu") {
+    std::cerr << "tideway: --xbzrle is QEMU's own page-delta encoding: use it with --transport qemu (Tideway's "
+                 "page deltas are on by default)\n";
+    return 2;
+  }
   if (!c.rate.empty()) {
     auto r = parse_rate(c.rate);
     if (!r) {

@@ -20,7 +20,8 @@ struct MigrateCli {
   CLI::App *migrate = nullptr, *cancel = nullptr, *status = nullptr;
   std::string to, rate, report, plot;
   bool no_cbr = false, no_delta = false, no_zstd = false, no_smart_stop = false, detach = false;
-  bool paused = false, keep_source = false;
+  bool paused = false, keep_source = false, xbzrle = false;
+  std::string transport = "tideway";
   unsigned max_iterations = 30, max_time_s = 600, wan_timeout_s = 10, switchover_timeout_s = 60;
 };
 

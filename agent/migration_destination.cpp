@@ -46,6 +46,8 @@ MigrationDestination::MigrationDestination(asio::io_context& io, Setup setup)
   progress_.vm = s_.options.vm;
   progress_.from = s_.source_site;
   progress_.to = s_.site;
+  progress_.transport = transport_name(s_.options.transport);
+  progress_.xbzrle = s_.options.xbzrle;
 }
 
 void MigrationDestination::start(DoneHandler done) {
@@ -63,11 +65,20 @@ void MigrationDestination::launched(proto::Result<IncomingVm> vm) {
   vm_.qmp->on_event([weak](const std::string& e, const nlohmann::json& d) {
     if (auto self = weak.lock()) self->on_qmp_event(e, d);
   });
+  progress_.phase = s_.disks.empty() ? MigrationPhase::kMemory : MigrationPhase::kDisk;
+  if (s_.options.transport == MigrationTransport::kQemu) {
+    // The source's QEMU sends straight to ours: nothing to relay here.
+    if (vm_.tcp_port <= 0) return fail("the incoming VM listens on no TCP port", true);
+    spdlog::info("incoming {}: QEMU's own transport: its QEMU listens on TCP port {} (plaintext, unauthenticated)",
+                 s_.options.vm, vm_.tcp_port);
+    nlohmann::json detail = s_.accepted_detail.is_object() ? s_.accepted_detail : nlohmann::json::object();
+    detail["qemu_port"] = vm_.tcp_port;
+    return send_control(MigOp::kAccepted, detail);
+  }
   boost::system::error_code ec;
   qemu_.connect(local::endpoint(vm_.socket_path), ec);
   if (ec) return fail("cannot connect to the incoming VM's stream socket " + vm_.socket_path + ": " + ec.message(), true);
   connected_ = true;
-  progress_.phase = s_.disks.empty() ? MigrationPhase::kMemory : MigrationPhase::kDisk;
   send_control(MigOp::kAccepted, s_.accepted_detail);
   write_more();
 }
@@ -84,6 +95,8 @@ void MigrationDestination::send_control(MigOp op, const nlohmann::json& detail) 
 
 void MigrationDestination::on_pages(std::span<const uint8_t> payload) {
   if (finished(progress_.phase)) return;
+  if (s_.options.transport == MigrationTransport::kQemu)
+    return fail("memory pages on the channel, but QEMU's own transport was agreed", true);
   auto m = proto::decode_payload(proto::MessageType::kMigPages, payload);
   if (!m) return fail("undecodable MIG_PAGES: " + m.error().detail, true);
   const auto& piece = std::get<proto::MigPages>(*m);

@@ -28,10 +28,12 @@
 namespace tideway::agent {
 
 // A VM started paused with -incoming defer and told to listen
-// (migrate-incoming) on `socket_path`.
+// (migrate-incoming) on `socket_path`, or, with transport qemu, on TCP
+// `tcp_port` of the agent's migration address (QEMU's own stream).
 struct IncomingVm {
   std::shared_ptr<QmpClient> qmp;
   std::string socket_path;
+  int tcp_port = 0;
 };
 
 class MigrationDestination : public std::enable_shared_from_this<MigrationDestination> {

@@ -11,6 +11,8 @@ namespace {
 Error bad(const std::string& what) { return Error{Errc::kInvalid, "migrate: " + what}; }
 }  // namespace
 
+const char* transport_name(MigrationTransport t) { return t == MigrationTransport::kQemu ? "qemu" : "tideway"; }
+
 proto::Result<MigrateOptions> migrate_options_from_json(const nlohmann::json& j) {
   MigrateOptions o;
   try {
@@ -25,6 +27,10 @@ proto::Result<MigrateOptions> migrate_options_from_json(const nlohmann::json& j)
     o.delta = j.value("delta", true);
     o.zstd = j.value("zstd", true);
     o.smart_stop = j.value("smart_stop", true);
+    const std::string transport = j.value("transport", std::string("tideway"));
+    if (transport == "qemu") o.transport = MigrationTransport::kQemu;
+    else if (transport != "tideway") return bad("transport \"" + transport + "\": expected tideway or qemu");
+    o.xbzrle = j.value("xbzrle", false);
     o.paused = j.value("paused", false);
     o.keep_source = j.value("keep_source", false);
     o.max_iterations = j.value("max_iterations", uint32_t{30});
@@ -38,6 +44,9 @@ proto::Result<MigrateOptions> migrate_options_from_json(const nlohmann::json& j)
   if (o.max_time.count() < 1) return bad("max_time_s must be >= 1");
   if (o.switchover_timeout.count() < 1) return bad("switchover_timeout_s must be >= 1");
   if (o.wan_timeout.count() < 1) return bad("wan_timeout_s must be >= 1");
+  if (o.xbzrle && o.transport != MigrationTransport::kQemu)
+    return bad("xbzrle is QEMU's own page-delta encoding: it needs transport qemu (Tideway's page deltas are on by "
+               "default)");
   return o;
 }
 
@@ -49,6 +58,8 @@ nlohmann::json to_json(const MigrateOptions& o) {
           {"delta", o.delta},
           {"zstd", o.zstd},
           {"smart_stop", o.smart_stop},
+          {"transport", transport_name(o.transport)},
+          {"xbzrle", o.xbzrle},
           {"paused", o.paused},
           {"keep_source", o.keep_source},
           {"max_iterations", o.max_iterations},

@@ -13,6 +13,14 @@
 
 namespace tideway::agent {
 
+// How the memory travels. kTideway: QEMU's stream through the agents, the
+// WAN codec and the channel (the product). kQemu: QEMU's own migration
+// straight over TCP from the source's QEMU to the destination's (no codec,
+// no channel for memory; the switchover handshake, pools, GARP and disks
+// stay the agents'): the baseline the benchmarks compare against.
+enum class MigrationTransport { kTideway, kQemu };
+const char* transport_name(MigrationTransport t);
+
 struct MigrateOptions {
   std::string vm;
   std::string to;                      // destination site (a [sites.X] of the agent config)
@@ -21,6 +29,8 @@ struct MigrateOptions {
   bool delta = true;                   // page deltas
   bool zstd = true;
   bool smart_stop = true;              // else QEMU's own rule (downtime-limit) under the hard caps
+  MigrationTransport transport = MigrationTransport::kTideway;
+  bool xbzrle = false;                 // QEMU's XBZRLE page deltas (kQemu only: the splitter passes no XBZRLE pages)
   // The VM arrives paused at the destination (`tideway vm resume` there
   // starts it): for checks before it goes live.
   bool paused = false;

@@ -51,8 +51,13 @@ nlohmann::json to_json(const MigrationProgress& p) {
             {"copy_ms", d.copy_ms},
             {"codec", codec_json(d.codec)}};
   }
+  nlohmann::json xbzrle = nullptr;  // null: not used
+  if (p.xbzrle)
+    xbzrle = {{"pages", p.xbzrle_pages}, {"bytes", p.xbzrle_bytes}, {"cache_misses", p.xbzrle_cache_misses}};
   return {{"vm", p.vm},
           {"from", p.from},
+          {"transport", p.transport},
+          {"xbzrle", xbzrle},
           {"to", p.to},
           {"phase", phase_name(p.phase)},
           {"finished", finished(p.phase)},

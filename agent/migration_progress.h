@@ -70,6 +70,11 @@ struct MigrationProgress {
   double elapsed_ms = 0;
   double downtime_ms = -1;         // the hypervisor's figure, once known
   double switchover_ms = -1;       // source paused -> destination resumed, as the source saw it
+  std::string transport = "tideway";  // or "qemu": QEMU's own stream over TCP (MigrateOptions)
+  // Transport qemu with XBZRLE: QEMU's own counters (pages sent as XBZRLE,
+  // their encoded bytes, cache misses).
+  bool xbzrle = false;
+  uint64_t xbzrle_pages = 0, xbzrle_bytes = 0, xbzrle_cache_misses = 0;
   std::string stop_reason;
   std::string error;               // why it rolled back
   wan::codec::CodecStats codec;

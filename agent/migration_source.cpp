@@ -3,7 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
+
+#include "agent/qmp_migration.h"
 
 namespace tideway::agent {
 
@@ -60,6 +63,8 @@ MigrationSource::MigrationSource(asio::io_context& io, Setup setup)
   progress_.vm = s_.options.vm;
   progress_.from = s_.site;
   progress_.to = s_.options.to;
+  progress_.transport = transport_name(s_.options.transport);
+  progress_.xbzrle = s_.options.xbzrle;
 }
 
 double MigrationSource::ms_since_start() const {
@@ -143,6 +148,12 @@ void MigrationSource::on_control(proto::MessageType type, std::span<const uint8_
     case MigOp::kAccepted:
       if (progress_.phase == MigrationPhase::kConnecting) {
         auto j = nlohmann::json::parse(detail, nullptr, false);
+        if (s_.options.transport == MigrationTransport::kQemu) {
+          const int port = j.is_object() && j.contains("qemu_port") && j["qemu_port"].is_number_integer()
+                               ? j["qemu_port"].get<int>() : 0;
+          if (port < 1 || port > 65535) return roll_back("the destination did not say where its QEMU listens");
+          qemu_port_ = port;
+        }
         if (s_.disks.empty()) begin_qemu();
         else begin_disks(j);
       }
@@ -234,6 +245,14 @@ void MigrationSource::begin_disks(const nlohmann::json& accepted) {
 void MigrationSource::begin_qemu() {
   progress_.phase = MigrationPhase::kMemory;
   memory_started_ = Clock::now();
+  if (s_.options.transport == MigrationTransport::kQemu) {
+    // QEMU's own stream, source QEMU to destination QEMU over TCP: nothing
+    // passes through this agent, so there is no stream of ours to end.
+    stream_ended_ = true;
+    const bool v6 = s_.peer_address.find(':') != std::string::npos;
+    return start_qemu_migration("tcp:" + (v6 ? "[" + s_.peer_address + "]" : s_.peer_address) + ":" +
+                                std::to_string(qemu_port_));
+  }
   boost::system::error_code ec;
   ::unlink(s_.socket_path.c_str());
   acceptor_.open(local(), ec);
@@ -244,6 +263,10 @@ void MigrationSource::begin_qemu() {
     return;
   }
   accept_stream();
+  start_qemu_migration("unix:" + s_.socket_path);
+}
+
+void MigrationSource::start_qemu_migration(const std::string& uri) {
   auto self = shared_from_this();
   auto fail_or = [self](const char* what, std::function<void()> next) {
     return [self, what, next](proto::Result<nlohmann::json> r) {
@@ -252,15 +275,49 @@ void MigrationSource::begin_qemu() {
       next();
     };
   };
+  const bool qemu_transport = s_.options.transport == MigrationTransport::kQemu;
   nlohmann::json caps = {{"capabilities",
-                          {{{"capability", "events"}, {"state", true}}, {{"capability", "xbzrle"}, {"state", false}}}}};
+                          {{{"capability", "events"}, {"state", true}},
+                           {{"capability", "xbzrle"}, {"state", s_.options.xbzrle}}}}};
+  // Smart stop holds QEMU at 1 ms and raises the limit to stop; otherwise
+  // QEMU's own default of 300 ms decides.
   const int64_t downtime = s_.options.smart_stop ? 1 : 300;
-  nlohmann::json params = {{"downtime-limit", downtime}, {"max-bandwidth", kUnlimitedBandwidth}};
-  s_.qmp->execute("migrate-set-capabilities", caps, fail_or("migrate-set-capabilities", [self, params, fail_or] {
-    self->s_.qmp->execute("migrate-set-parameters", params, fail_or("migrate-set-parameters", [self, fail_or] {
-      self->s_.qmp->execute("migrate", {{"uri", "unix:" + self->s_.socket_path}}, fail_or("migrate", [] {}));
+  nlohmann::json params = {{"downtime-limit", downtime}};
+  // Through the agents the channel is the limit, never QEMU. QEMU's own
+  // transport has no channel: --rate becomes its max-bandwidth, and
+  // without one QEMU keeps its shipped default (128 MiB/s in 7.2).
+  if (!qemu_transport) params["max-bandwidth"] = kUnlimitedBandwidth;
+  else if (s_.options.rate_bytes_per_sec > 0) params["max-bandwidth"] = s_.options.rate_bytes_per_sec;
+  s_.qmp->execute("migrate-set-capabilities", caps, fail_or("migrate-set-capabilities", [self, params, uri, fail_or] {
+    self->s_.qmp->execute("migrate-set-parameters", params, fail_or("migrate-set-parameters", [self, uri, fail_or] {
+      self->s_.qmp->execute("migrate", {{"uri", uri}}, fail_or("migrate", [] {}));
     }));
   }));
+}
+
+// QEMU's counters are the only record of what its own transport sent: the
+// bytes it wrote to the socket (RAM, XBZRLE-encoded or not, with headers).
+void MigrationSource::take_qemu_counters(const nlohmann::json& answer) {
+  auto info = parse_query_migrate(answer);
+  if (!info) return spdlog::warn("migrate {}: {}", s_.options.vm, info.error().detail);
+  if (!info->ram) return;
+  progress_.stream_bytes = std::max(progress_.stream_bytes, info->ram->transferred);
+  progress_.wire_bytes = progress_.stream_bytes;
+  progress_.zero_pages = info->ram->duplicate;
+  progress_.pages = info->ram->normal + info->ram->duplicate;
+  if (info->xbzrle) {
+    progress_.xbzrle_pages = info->xbzrle->pages;
+    progress_.xbzrle_bytes = info->xbzrle->bytes;
+    progress_.xbzrle_cache_misses = info->xbzrle->cache_miss;
+    progress_.pages += info->xbzrle->pages;
+  }
+}
+
+void MigrationSource::poll_qemu_counters() {
+  auto self = shared_from_this();
+  s_.qmp->execute("query-migrate", nlohmann::json::object(), [self](proto::Result<nlohmann::json> r) {
+    if (r && !finished(self->progress_.phase)) self->take_qemu_counters(*r);
+  });
 }
 
 void MigrationSource::accept_stream() {
@@ -337,7 +394,9 @@ void MigrationSource::on_qmp_event(const std::string& event, const nlohmann::jso
       qemu_completed_ = true;
       auto self = shared_from_this();
       s_.qmp->execute("query-migrate", nlohmann::json::object(), [self](proto::Result<nlohmann::json> r) {
-        if (r && r->contains("downtime")) self->progress_.downtime_ms = (*r)["downtime"].get<double>();
+        auto info = r ? parse_query_migrate(*r) : proto::Result<MigrationInfo>(r.error());
+        if (info && info->downtime_ms) self->progress_.downtime_ms = static_cast<double>(*info->downtime_ms);
+        if (r && self->s_.options.transport == MigrationTransport::kQemu) self->take_qemu_counters(*r);
         self->maybe_complete();
       });
     } else if (status == "failed" || status == "cancelled") {
@@ -349,10 +408,15 @@ void MigrationSource::on_qmp_event(const std::string& event, const nlohmann::jso
 void MigrationSource::on_pass(uint32_t pass) {
   auto self = shared_from_this();
   s_.qmp->execute("query-migrate", nlohmann::json::object(), [self, pass](proto::Result<nlohmann::json> r) {
-    if (finished(self->progress_.phase) || !r || !r->contains("ram")) return;
-    const auto& ram = (*r)["ram"];
-    const uint64_t done_pages = ram.value("normal", uint64_t{0}) + ram.value("duplicate", uint64_t{0});
-    const uint64_t remaining = ram.value("remaining", uint64_t{0}) / proto::kPageSize;
+    if (finished(self->progress_.phase) || !r) return;
+    auto info = parse_query_migrate(*r);
+    if (!info) return spdlog::warn("migrate {}: {}", self->s_.options.vm, info.error().detail);
+    if (!info->ram) return;
+    // XBZRLE pages count in neither normal nor duplicate.
+    const uint64_t done_pages =
+        info->ram->normal + info->ram->duplicate + (info->xbzrle ? info->xbzrle->pages : 0);
+    if (self->s_.options.transport == MigrationTransport::kQemu) self->take_qemu_counters(*r);
+    const uint64_t remaining = info->ram->remaining / proto::kPageSize;
     // QEMU raises MIGRATION_PASS at each dirty-bitmap sync, i.e. at the
     // start of pass N: pass N-1 has ended, and what the sync found
     // (remaining) was dirtied while it ran.
@@ -418,6 +482,8 @@ void MigrationSource::tick() {
   }
   progress_.elapsed_ms = ms_since_start();
   if (disk_) progress_.disk = disk_->progress();
+  if (s_.options.transport == MigrationTransport::kQemu && progress_.phase == MigrationPhase::kMemory)
+    poll_qemu_counters();
   if (!progress_.iterations.empty() && progress_.rate_bytes_per_sec > 0) {
     const double ratio = progress_.stream_bytes ? double(progress_.wire_bytes) / progress_.stream_bytes : 1.0;
     progress_.eta_s = progress_.iterations.back().pages_remaining * double(proto::kPageSize) * ratio /

@@ -57,6 +57,7 @@ class MigrationSource : public std::enable_shared_from_this<MigrationSource> {
     std::string site;              // our site
     std::string vm_spec;           // the VM's TOML description, sent to the destination
     std::string socket_path;       // where QEMU's outgoing stream connects
+    std::string peer_address;      // the destination agent's host (transport qemu: its QEMU listens there)
     std::shared_ptr<QmpClient> qmp;
     std::shared_ptr<wan::Session> session;  // a channel to the destination agent
     std::function<void()> send_local_garp;  // after a rollback that moved the network
@@ -80,6 +81,9 @@ class MigrationSource : public std::enable_shared_from_this<MigrationSource> {
   void on_session_state(wan::SessionState s);
   void begin_disks(const nlohmann::json& accepted);
   void begin_qemu();
+  void start_qemu_migration(const std::string& uri);
+  void poll_qemu_counters();  // transport qemu: bytes from QEMU's own counters
+  void take_qemu_counters(const nlohmann::json& info);
   void accept_stream();
   void read_stream();
   void on_stream_bytes(size_t n);
@@ -104,6 +108,7 @@ class MigrationSource : public std::enable_shared_from_this<MigrationSource> {
   std::unique_ptr<wan::codec::PageStreamEncoder> encoder_;
   std::shared_ptr<DiskCopySource> disk_;
   std::string disk_generation_;  // sent with COMMIT; ours too once RESUMED
+  int qemu_port_ = 0;            // transport qemu: where the destination's QEMU listens
   proto::qemu::StreamSplitter splitter_;
   wan::StopPolicy policy_;
   boost::asio::local::stream_protocol::acceptor acceptor_;

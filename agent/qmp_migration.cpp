@@ -147,6 +147,28 @@ proto::Result<MigrationInfo> parse_query_migrate(const json& ret) {
     if (f.error()) return *f.error();
     info.xbzrle = x;
   }
+  if (ret.contains("socket-address")) {
+    const auto& list = ret["socket-address"];
+    if (!list.is_array()) return malformed("query-migrate.socket-address: expected an array");
+    for (const auto& a : list) {
+      if (!a.is_object() || !a.contains("type") || !a["type"].is_string())
+        return malformed("query-migrate.socket-address: an entry without a type");
+      if (a["type"] != "inet") continue;  // unix, vsock, fd: no port
+      const json& port = a.contains("port") ? a["port"] : json();
+      // QAPI's InetSocketAddress.port is a string (it may name a service).
+      unsigned long v = 0;
+      size_t used = 0;
+      const std::string text = port.is_string() ? port.get<std::string>() : std::string();
+      try {
+        v = std::stoul(text, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (text.empty() || used != text.size() || v == 0 || v > 65535)
+        return malformed("query-migrate.socket-address: port " + port.dump() + " is not a port number");
+      info.listen_ports.push_back(static_cast<uint16_t>(v));
+    }
+  }
   return info;
 }
 

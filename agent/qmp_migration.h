@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "proto/result.h"
 
@@ -80,6 +81,9 @@ struct MigrationInfo {
   std::optional<uint64_t> downtime_ms;
   std::optional<uint64_t> expected_downtime_ms;
   std::string error_desc;  // why it failed
+  // An incoming VM told to listen on tcp:HOST:0: the ports the kernel gave
+  // it ("socket-address", inet entries; QEMU sends each port as a string).
+  std::vector<uint16_t> listen_ports;
 };
 
 proto::Result<MigrationInfo> parse_query_migrate(const nlohmann::json& ret);

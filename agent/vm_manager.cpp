@@ -333,6 +333,7 @@ void VmManager::migrate(const json& req, Reply reply) {
   s.site = site_;
   s.vm_spec = vm.spec_text;
   s.socket_path = vm_dir(opts->vm) + "/migrate-out.sock";
+  s.peer_address = site->second.address;
   s.qmp = vm.qemu->qmp_ptr();
   s.session = channel->session();
   const VmSpec spec = vm.spec;
@@ -511,8 +512,8 @@ void VmManager::begin_incoming(const std::shared_ptr<wan::Session>& session, con
   s.fault_drop_resumed = fault_drop_resumed_;
   if (vm.disks) s.disks = vm.disks->disks();
   s.accepted_detail = accepted;
-  s.launch = [this](const std::string& text, MigrationDestination::LaunchDone done) {
-    launch_incoming(text, std::move(done));
+  s.launch = [this, o = *opts](const std::string& text, MigrationDestination::LaunchDone done) {
+    launch_incoming(text, o, std::move(done));
   };
   const VmSpec sp = *spec;
   s.send_garp = [this, sp] { announce(sp); };
@@ -551,7 +552,8 @@ void VmManager::begin_incoming(const std::shared_ptr<wan::Session>& session, con
   });
 }
 
-void VmManager::launch_incoming(const std::string& spec_text, MigrationDestination::LaunchDone done) {
+void VmManager::launch_incoming(const std::string& spec_text, const MigrateOptions& options,
+                                MigrationDestination::LaunchDone done) {
   auto spec = parse_vm_spec(spec_text, "the source's VM description");
   if (!spec) return done(spec.error());
   const std::string name = spec->name;
@@ -571,19 +573,36 @@ void VmManager::launch_incoming(const std::string& spec_text, MigrationDestinati
   watch_exit(name, *q);
   auto qemu = *q;
   const std::string sock = vm_dir(name) + "/migrate-in.sock";
+  // Transport qemu: QEMU listens on the migration address itself, on a port
+  // the kernel picks (query-migrate tells which; the source hears it in
+  // ACCEPTED). Otherwise on a unix socket this agent writes into.
+  const bool tcp = options.transport == MigrationTransport::kQemu;
+  const std::string& host = config_.listen_address;
+  const std::string uri = tcp ? "tcp:" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":0"
+                              : "unix:" + sock;
+  const bool xbzrle = options.xbzrle;
   qemu->connect(
-      [this, name, qemu, sock, done](proto::Result<void> r) {
+      [this, name, qemu, sock, uri, tcp, xbzrle, done](proto::Result<void> r) {
         if (!r) return done(r.error());
         if (auto found = vms_.find(name); found != vms_.end())
           if (auto a = attach_nics(found->second.spec); !a) return done(a.error());
         ::unlink(sock.c_str());
         auto qmp = qemu->qmp_ptr();
-        json caps = {{"capabilities", {{{"capability", "events"}, {"state", true}}}}};
-        qmp->execute("migrate-set-capabilities", caps, [qmp, sock, done](proto::Result<json> set) {
+        json caps = {{"capabilities",
+                      {{{"capability", "events"}, {"state", true}}, {{"capability", "xbzrle"}, {"state", xbzrle}}}}};
+        qmp->execute("migrate-set-capabilities", caps, [qmp, sock, uri, tcp, done](proto::Result<json> set) {
           if (!set) return done(Error{Errc::kSystem, "migrate-set-capabilities: " + set.error().detail});
-          qmp->execute("migrate-incoming", {{"uri", "unix:" + sock}}, [qmp, sock, done](proto::Result<json> incoming) {
-            if (!incoming) return done(Error{Errc::kSystem, "migrate-incoming: " + incoming.error().detail});
-            done(IncomingVm{qmp, sock});
+          qmp->execute("migrate-incoming", {{"uri", uri}}, [qmp, sock, uri, tcp, done](proto::Result<json> incoming) {
+            if (!incoming) return done(Error{Errc::kSystem, "migrate-incoming " + uri + ": " + incoming.error().detail});
+            if (!tcp) return done(IncomingVm{qmp, sock, 0});
+            qmp->execute("query-migrate", json::object(), [qmp, uri, done](proto::Result<json> answer) {
+              if (!answer) return done(Error{Errc::kSystem, "query-migrate: " + answer.error().detail});
+              auto info = parse_query_migrate(*answer);
+              if (!info) return done(info.error());
+              if (info->listen_ports.empty())
+                return done(Error{Errc::kSystem, "QEMU does not say where it listens (" + uri + ")"});
+              done(IncomingVm{qmp, "", info->listen_ports.front()});
+            });
           });
         });
       },

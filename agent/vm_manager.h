@@ -83,7 +83,8 @@ class VmManager {
   void on_incoming_session(const std::shared_ptr<wan::Session>& session);
   void begin_incoming(const std::shared_ptr<wan::Session>& session, const proto::MigControl& c,
                       std::shared_ptr<std::shared_ptr<MigrationDestination>> slot);
-  void launch_incoming(const std::string& spec_text, MigrationDestination::LaunchDone done);
+  void launch_incoming(const std::string& spec_text, const MigrateOptions& options,
+                       MigrationDestination::LaunchDone done);
   // The incoming VM's images: opened (created at the source's sizes), and
   // per disk whether the copy here is the source's generation (incremental)
   // or must be overwritten whole. Fills `accepted` for the source.

@@ -89,6 +89,18 @@ TEST(QueryMigrate, FailedWithXbzrle) {
   EXPECT_EQ(r->xbzrle->overflow, 1u);
 }
 
+TEST(QueryMigrate, IncomingListeningAddress) {
+  // Recorded: -incoming defer, then migrate-incoming tcp:127.0.0.1:0.
+  auto r = parse_query_migrate(json::parse(
+      R"({"socket-address": [{"port": "45501", "ipv4": true, "host": "127.0.0.1", "type": "inet"},
+                             {"path": "/run/x.sock", "type": "unix"}]})"));
+  ASSERT_TRUE(r.ok()) << r.error().detail;
+  EXPECT_EQ(r->status, MigrationStatus::kNone);
+  ASSERT_EQ(r->listen_ports.size(), 1u);
+  EXPECT_EQ(r->listen_ports[0], 45501);
+  EXPECT_TRUE(parse_query_migrate(json::parse(kActive))->listen_ports.empty());
+}
+
 TEST(QueryMigrate, WrongTypesAreErrors) {
   const char* bad[] = {
       R"([])",
@@ -101,6 +113,13 @@ TEST(QueryMigrate, WrongTypesAreErrors) {
       R"({"status": "active", "ram": {"mbps": "fast"}})",
       R"({"status": "failed", "error-desc": 1})",
       R"({"status": "active", "xbzrle-cache": {"cache-miss-rate": null}})",
+      R"({"socket-address": {"type": "inet"}})",
+      R"({"socket-address": [{"port": "45501"}]})",
+      R"({"socket-address": [{"type": "inet", "port": 45501}]})",
+      R"({"socket-address": [{"type": "inet", "port": "http"}]})",
+      R"({"socket-address": [{"type": "inet", "port": "70000"}]})",
+      R"({"socket-address": [{"type": "inet", "port": "0"}]})",
+      R"({"socket-address": [{"type": "inet", "port": "80x"}]})",
   };
   for (const char* b : bad) {
     auto r = parse_query_migrate(json::parse(b));

@@ -29,11 +29,20 @@
 #      heartbeat goes on, now from A), until the operator stops B's copy.
 #      A still holds the image of the generation of 3: the disk copy back
 #      is incremental (only blocks the guest wrote at B).
+#   6. The baseline transport: A -> B with --transport qemu --xbzrle (QEMU's
+#      own stream straight to B's QEMU over TCP): the report says so, the VM
+#      runs at B on the same TCP connection with 0 verifier errors; and
+#      --xbzrle without it is refused by the CLI.
 # Prints the figures docs/migrate.md quotes (RESULT line). For benchmarks
-# (tests/bench/migrate_lab.sh): ONLY_MIGRATE=1 skips 1, 2 and 5, MIGRATE_ARGS
+# (tests/bench/migrate_lab.sh): ONLY_MIGRATE=1 skips 1, 2, 5 and 6, MIGRATE_ARGS
 # adds flags to the migration (e.g. "--no-cbr --no-delta"), RATE_MBIT and
-# DELAY_MS set the WAN (default 100 Mbit/s, 10 ms each way). KEEP=1 keeps the
-# run directory (agent logs, QEMU logs, report) for a look after a failure.
+# DELAY_MS set the WAN (default 100 Mbit/s, 10 ms each way), DISK_MB=0 gives
+# the VM no disk, DIRTY_MBPS sets the guest's dirty rate (default 4 MiB/s),
+# HB_MS its heartbeat period (default 100 ms),
+# and NO_PAUSE=1 lets the VM run at B the moment it arrives (no RAM dumps
+# then: the guest's verifier is the check), so the heartbeat gap a client
+# sees is measured. KEEP=1 keeps the run directory (agent logs, QEMU logs,
+# report) for a look after a failure.
 source "$(dirname "$0")/lab_lib.sh"
 TIDEWAY_BIN="${TIDEWAY_BIN:-$REPO_ROOT/build/agent/tideway}"
 AGENT_BIN="${AGENT_BIN:-$REPO_ROOT/build/agent/tideway-agent}"
@@ -52,10 +61,11 @@ lab_up h5-q --delay-ms "${DELAY_MS:-10}" --rate-mbit "${RATE_MBIT:-100}" --wan-m
 CL="${P}b-cl"
 # Unix socket paths must stay short (QEMU's QMP socket lives in run_dir).
 TMPD="$(mktemp -d /tmp/twq.XXXXXX)"
-AGENT_PIDS=() HB_PID=""
+AGENT_PIDS=() HB_PID="" LINK_PID=""
 cleanup() {
   local rc=$?
   [ -z "$HB_PID" ] || kill "$HB_PID" 2>/dev/null || true
+  [ -z "$LINK_PID" ] || kill "$LINK_PID" 2>/dev/null || true
   for pid in "${AGENT_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${AGENT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   # QEMUs outlive their agent (a restart must not kill a VM): end ours.
@@ -128,46 +138,75 @@ start_agent a
 start_agent b
 agent_up a && agent_up b || fail "agents did not start"
 
-cat >"$TMPD/$VM.toml" <<EOF
+DISK_MB="${DISK_MB:-64}"
+HAS_DISK=1 DISKLOAD=" tw.diskload=20"
+[ "$DISK_MB" != 0 ] || HAS_DISK=0 DISKLOAD=""
+{
+cat <<EOF
 name = "$VM"
 memory = "524280K"
 kernel = "$GUEST_DIR/vmlinuz"
 initrd = "$GUEST_DIR/initramfs.cpio.gz"
-append = "console=ttyS0 panic=-1 quiet tw.ip=$VM_IP/24 tw.mem_mb=64 tw.dirty_mbps=4 tw.verify_mbps=16 tw.diskload=20"
+append = "console=ttyS0 panic=-1 quiet tw.ip=$VM_IP/24 tw.mem_mb=64 tw.dirty_mbps=${DIRTY_MBPS:-4} tw.verify_mbps=16 tw.hb_ms=${HB_MS:-100}$DISKLOAD"
 extra_args = ["-no-reboot"]
+EOF
+[ "$HAS_DISK" = 0 ] || cat <<EOF
 [[disks]]
 image = "$VM.img"
-size = "${DISK_MB:-64}M"
+size = "${DISK_MB}M"
+EOF
+cat <<EOF
 [[nics]]
 mac = "$VM_MAC"
 tap = "tap-$VM"
 bridge = "vcp-$POOL"
 ip = "$VM_IP"
 EOF
+} >"$TMPD/$VM.toml"
 # The image before boot: random megabytes, some repeated (the codec's CBR
 # finds those), the rest a hole.
 mkdir -p "$TMPD/disks-a"
 IMG_A="$TMPD/disks-a/$VM.img" IMG_B="$TMPD/disks-b/$VM.img"
-truncate -s "${DISK_MB:-64}M" "$IMG_A"
-head -c $((4 << 20)) /dev/urandom >"$TMPD/chunk"
-for i in $(seq 0 $(( ${DISK_DATA_MB:-24} / 4 - 1 ))); do
-  if [ $((i % 3)) = 2 ]; then src="$TMPD/chunk"; else src=/dev/urandom; fi
-  dd if="$src" of="$IMG_A" bs=1M count=4 seek=$((i * 4)) conv=notrunc iflag=fullblock status=none
-done
-rm -f "$TMPD/chunk"
+if [ "$HAS_DISK" = 1 ]; then
+  truncate -s "${DISK_MB}M" "$IMG_A"
+  head -c $((4 << 20)) /dev/urandom >"$TMPD/chunk"
+  for i in $(seq 0 $(( ${DISK_DATA_MB:-24} / 4 - 1 ))); do
+    if [ $((i % 3)) = 2 ]; then src="$TMPD/chunk"; else src=/dev/urandom; fi
+    dd if="$src" of="$IMG_A" bs=1M count=4 seek=$((i * 4)) conv=notrunc iflag=fullblock status=none
+  done
+  rm -f "$TMPD/chunk"
+fi
 tw a vm start "$TMPD/$VM.toml" >/dev/null || fail "vm start at A"
 
 # The heartbeat over TCP from site B's client: one connection for the
 # whole test (a reset or a new connection would show as a second "open").
+# Each line is stamped with the client's arrival time (microseconds), so
+# the gap a client sees during the switchover can be measured.
 hb_log="$TMPD/hb.log"
 # shellcheck disable=SC2016  # for the inner bash
 ip netns exec "$CL" bash -c 'for i in $(seq 1 300); do
-    exec 3<>/dev/tcp/'"$VM_IP"'/7000 2>/dev/null && { echo open; exec cat <&3; }
+    exec 3<>/dev/tcp/'"$VM_IP"'/7000 2>/dev/null && {
+      echo open
+      while IFS= read -r l <&3; do echo "${EPOCHREALTIME/./} $l"; done
+      exit 0
+    }
     sleep 1
   done' >"$hb_log" 2>/dev/null &
 HB_PID=$!
-hb_count() { grep -c '^TW-HB ' "$hb_log" || true; }
-hb_last() { grep '^TW-HB ' "$hb_log" | tail -n 1; }
+hb_count() { grep -c '^[0-9]* TW-HB ' "$hb_log" || true; }
+hb_last() { grep '^[0-9]* TW-HB ' "$hb_log" | tail -n 1 | cut -d' ' -f2-; }
+# hb_gap_ms FROM_MS: the longest wait between two heartbeats arriving after
+# FROM_MS (epoch ms), at the client
+hb_gap_ms() {
+  awk -v from="$(( $1 * 1000 ))" '$2 == "TW-HB" && $1 >= from { if (prev) { d = $1 - prev; if (d > max) max = d } prev = $1 }
+    END { printf "%.0f\n", max / 1000 }' "$hb_log"
+}
+# hb_gap_across_ms AT_MS: the gap at the client that spans AT_MS (epoch ms):
+# from the last heartbeat before it to the first one after
+hb_gap_across_ms() {
+  awk -v at="$(( $1 * 1000 ))" '$2 == "TW-HB" { if ($1 < at) last = $1; else if (last) { printf "%.0f\n", ($1 - last) / 1000; done = 1; exit } }
+    END { if (!done) print -1 }' "$hb_log"
+}
 hb_field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$(hb_last)"; }
 # hb_grows SECONDS: the heartbeat advances within that time
 hb_grows() {
@@ -235,23 +274,52 @@ note "ok: WAN cut in iteration $it: rolled back after $((t_rb - t_cut)) ms ($(jq
 fi
 # --- 3. the migration ---------------------------------------------------------
 opens_before="$(grep -c '^open' "$hb_log")"
+PAUSE_ARGS="--paused --keep-source"
+[ "${NO_PAUSE:-0}" != 1 ] || PAUSE_ARGS=""
+# The link's bytes A -> B, sampled every 0.5 s while it migrates.
+wanem_ctl reset-stats >/dev/null
+link_log="$TMPD/link.log"
+( while :; do echo "$(date +%s%3N) $(wanem_ctl stats | jq .a_to_b.forwarded_bytes)"; sleep 0.5; done ) >"$link_log" 2>/dev/null &
+LINK_PID=$!
 t0="$(date +%s%3N)"
-# shellcheck disable=SC2086  # MIGRATE_ARGS is a list of flags
-tw a migrate "$VM" --to b --paused --keep-source ${MIGRATE_ARGS:-} --report "$TMPD/report.json" --plot "$TMPD/plot.svg" \
-  >"$TMPD/migrate.out" 2>&1 || { cat "$TMPD/migrate.out" >&2; fail "migrate A -> B failed"; }
+# shellcheck disable=SC2086  # flag lists
+tw a migrate "$VM" --to b $PAUSE_ARGS ${MIGRATE_ARGS:-} --report "$TMPD/report.json" --plot "$TMPD/plot.svg" \
+  >"$TMPD/migrate.out" 2>&1 || { kill "$LINK_PID"; cat "$TMPD/migrate.out" >&2; fail "migrate A -> B failed"; }
 t1="$(date +%s%3N)"
+kill "$LINK_PID" 2>/dev/null; wait "$LINK_PID" 2>/dev/null || true
+wanem_ctl stats >"$TMPD/link-stats.json"
+link_ab="$(jq .a_to_b.forwarded_bytes "$TMPD/link-stats.json")" link_ba="$(jq .b_to_a.forwarded_bytes "$TMPD/link-stats.json")"
+link_drops="$(jq '.a_to_b.dropped_queue_packets' "$TMPD/link-stats.json")"
+# The busiest second on the link (the rate QEMU or the channel reached).
+link_peak_mbit="$(awk '{ n++; t[n] = $1; b[n] = $2; for (i = n - 1; i >= 1; i--) if ($1 - t[i] >= 1000) {
+    r = ($2 - b[i]) * 8 / ($1 - t[i]) / 1000; if (r > max) max = r; break } } END { printf "%.1f\n", max }' "$link_log")"
 R="$TMPD/report.json"
 [ "$(phase_of "$R")" = done ] || fail "migrate: phase $(phase_of "$R")"
+if [ "${NO_PAUSE:-0}" = 1 ]; then
+  hb_grows 15 || fail "no heartbeat after the migration to B"
+  sleep 2
+  hb_gap="$(hb_gap_ms "$t0")"
+  # The source paused the VM switchover_ms before it heard RESUMED, which
+  # ended the command: the gap across that moment is the client's downtime.
+  paused_ms="$(jq -r --argjson t1 "$t1" '$t1 - (.switchover_ms | floor)' "$R")"
+  hb_switch_gap="$(hb_gap_across_ms "$paused_ms")"
+  [ "$(vm_state b)" = running ] || fail "VM at B is $(vm_state b)"
+  [ "$(grep -c '^open' "$hb_log")" = "$opens_before" ] || fail "the heartbeat connection was re-opened (reset)"
+  [ "$(hb_field errors)" = 0 ] || fail "guest verifier reports $(hb_field errors) errors after the migration"
+  note "ok: VM runs at B, same TCP connection, verifier at 0 errors; heartbeat gap across the switchover $hb_switch_gap ms, longest during the migration $hb_gap ms ($(hb_last))"
+else
 [ "$(vm_state b)" = paused ] || fail "destination VM is $(vm_state b), expected paused (--paused)"
 tw a vm dump "$VM" "$TMPD/a.ram" >/dev/null || fail "vm dump at A"
 tw b vm dump "$VM" "$TMPD/b.ram" >/dev/null || fail "vm dump at B"
 [ "$(stat -c %s "$TMPD/a.ram")" = "$RAM_BYTES" ] || fail "A's dump is $(stat -c %s "$TMPD/a.ram") bytes"
 cmp -s "$TMPD/a.ram" "$TMPD/b.ram" || fail "destination RAM differs from the source's: $(cmp "$TMPD/a.ram" "$TMPD/b.ram" | head -1)"
 note "ok: RAM at B identical to A's ($RAM_BYTES bytes)"
-jq -e '.disk.mode == "full" and .disk.blocks_sent > 0 and .disk.copy_ms > 0' "$R" >/dev/null ||
-  fail "report: no full disk copy ($(jq -c .disk "$R"))"
-cmp -s "$IMG_A" "$IMG_B" || fail "the disk at B differs from A's: $(cmp "$IMG_A" "$IMG_B" | head -1)"
-note "ok: disk at B identical to A's ($(jq .disk.blocks_sent "$R") blocks copied in $(jq .disk.passes\|length "$R") passes, $(jq .disk.mirrored_writes "$R") writes mirrored)"
+if [ "$HAS_DISK" = 1 ]; then
+  jq -e '.disk.mode == "full" and .disk.blocks_sent > 0 and .disk.copy_ms > 0' "$R" >/dev/null ||
+    fail "report: no full disk copy ($(jq -c .disk "$R"))"
+  cmp -s "$IMG_A" "$IMG_B" || fail "the disk at B differs from A's: $(cmp "$IMG_A" "$IMG_B" | head -1)"
+  note "ok: disk at B identical to A's ($(jq .disk.blocks_sent "$R") blocks copied in $(jq .disk.passes\|length "$R") passes, $(jq .disk.mirrored_writes "$R") writes mirrored)"
+fi
 
 # --- 4. the comparison can fail -------------------------------------------------
 cp "$TMPD/b.ram" "$TMPD/b-damaged.ram"
@@ -273,13 +341,14 @@ errors="$(hb_field errors)"
 [ "$(vm_state b)" = running ] || fail "VM at B is $(vm_state b)"
 [ -z "$(vm_state a)" ] || [ "$(vm_state a)" = stopped ] || fail "VM at A is $(vm_state a) after vm stop"
 note "ok: VM runs at B, same TCP connection, verifier at 0 errors ($(hb_last))"
+fi
 
 # The report: iterations, downtime, bytes by encoding, and a plot.
 iters="$(jq '.iterations | length' "$R")"
 min_iters=2  # smart stop iterates while the guest dirties memory
 [ -z "${MIGRATE_ARGS:-}" ] || min_iters=1
 [ "$iters" -ge "$min_iters" ] || fail "report: $iters iterations"
-jq -e '.downtime_ms > 0 and .wire_bytes > 0 and .stream_bytes > 0' "$R" >/dev/null || fail "report lacks downtime/bytes"
+jq -e '.downtime_ms >= 0 and .wire_bytes > 0 and .stream_bytes > 0' "$R" >/dev/null || fail "report lacks downtime/bytes"
 jq -e '.iterations[0].pages_sent > 0' "$R" >/dev/null || fail "report: no pages in iteration 1"
 grep -q '<svg' "$TMPD/plot.svg" || fail "no SVG plot"
 grep -q 'done' "$TMPD/migrate.out" || fail "migrate printed no final report"
@@ -308,11 +377,35 @@ note "ok: the way back was incremental: $(jq .disk.blocks_sent "$U") blocks ($(j
 tw b vm stop "$VM" >/dev/null || fail "vm stop of the unconfirmed copy at B"
 hb_grows 5 || fail "heartbeat stopped after the operator stopped B's copy"
 [ "$(hb_field errors)" = 0 ] || fail "guest verifier reports $(hb_field errors) errors after the way back"
+# --- 6. the baseline transport: QEMU's own stream, with XBZRLE -----------------
+# A -> B again with QEMU migrating straight to B's QEMU over TCP (the
+# benchmarks' baseline): same handshake, pool and GARP, no codec.
+tw a --json migrate "$VM" --to b --transport qemu --xbzrle --no-smart-stop >"$TMPD/qemu.json" 2>"$TMPD/qemu.err" ||
+  { cat "$TMPD/qemu.err" >&2; fail "migrate --transport qemu --xbzrle failed"; }
+Q="$TMPD/qemu.json"
+jq -e '.phase == "done" and .transport == "qemu" and .stream_bytes > 0 and .wire_bytes == .stream_bytes
+       and (.xbzrle | type) == "object" and .codec.records == 0' "$Q" >/dev/null ||
+  fail "transport qemu: report $(jq -c '{phase, transport, stream_bytes, wire_bytes, xbzrle, records: .codec.records}' "$Q")"
+[ "$(vm_state b)" = running ] || fail "transport qemu: the VM at B is '$(vm_state b)'"
+hb_grows 15 || fail "transport qemu: no heartbeat from B"
+sleep 2
+[ "$(grep -c '^open' "$hb_log")" = "$opens_before" ] || fail "transport qemu: the heartbeat connection was re-opened"
+[ "$(hb_field errors)" = 0 ] || fail "transport qemu: guest verifier reports $(hb_field errors) errors"
+note "ok: transport qemu + XBZRLE: $(jq .iterations\|length "$Q") iterations, $(jq .stream_bytes "$Q") bytes," \
+  "$(jq .xbzrle.pages "$Q") pages as XBZRLE; the VM runs at B on the same connection ($(hb_last))"
+rc=0
+tw a migrate "$VM" --to b --xbzrle >/dev/null 2>"$TMPD/xbzrle.err" || rc=$?
+[ "$rc" = 2 ] && grep -q "transport qemu" "$TMPD/xbzrle.err" ||
+  fail "--xbzrle without --transport qemu: exit $rc, $(cat "$TMPD/xbzrle.err")"
 fi
 
-echo "RESULT qemu_migrate: args=\"${MIGRATE_ARGS:-}\" total_ms=$((t1 - t0)) iterations=$iters" \
+echo "RESULT qemu_migrate: args=\"${MIGRATE_ARGS:-}\" total_ms=$((t1 - t0)) elapsed_ms=$(jq .elapsed_ms "$R") iterations=$iters" \
+  "transport=$(jq -r .transport "$R") hb_gap_ms=${hb_gap:--1} hb_switch_gap_ms=${hb_switch_gap:--1}" \
+  "link_ab_bytes=$link_ab link_ba_bytes=$link_ba link_drops=$link_drops" \
+  "link_peak_mbit=$link_peak_mbit xbzrle_pages=$(jq '.xbzrle.pages // 0' "$R")" \
   "downtime_ms=$(jq .downtime_ms "$R") switchover_ms=$(jq .switchover_ms "$R")" \
   "stream_bytes=$(jq .stream_bytes "$R") wire_bytes=$(jq .wire_bytes "$R") stop=\"$(jq -r .stop_reason "$R")\"" \
   "cut_rollback_ms=$(( ${t_rb:-0} - ${t_cut:-0} ))" \
-  "disk_blocks=$(jq .disk.blocks_sent "$R") disk_wire_bytes=$(jq .disk.wire_bytes "$R") disk_copy_ms=$(jq .disk.copy_ms "$R")" \
-  "disk_mirrored=$(jq .disk.mirrored_writes "$R") return_blocks=$(jq '.disk.blocks_sent // 0' "${U:-$R}")"
+  "disk_blocks=$(jq '.disk.blocks_sent // 0' "$R") disk_wire_bytes=$(jq '.disk.wire_bytes // 0' "$R")" \
+  "disk_copy_ms=$(jq '.disk.copy_ms // 0' "$R") disk_mirrored=$(jq '.disk.mirrored_writes // 0' "$R")" \
+  "return_blocks=$(jq '.disk.blocks_sent // 0' "${U:-$R}")"
