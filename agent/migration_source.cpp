@@ -6,8 +6,6 @@
 #include <algorithm>
 #include <cassert>
 
-#include "agent/qmp_migration.h"
-
 namespace tideway::agent {
 
 namespace asio = boost::asio;
@@ -297,26 +295,26 @@ void MigrationSource::start_qemu_migration(const std::string& uri) {
 
 // QEMU's counters are the only record of what its own transport sent: the
 // bytes it wrote to the socket (RAM, XBZRLE-encoded or not, with headers).
-void MigrationSource::take_qemu_counters(const nlohmann::json& answer) {
-  auto info = parse_query_migrate(answer);
-  if (!info) return spdlog::warn("migrate {}: {}", s_.options.vm, info.error().detail);
-  if (!info->ram) return;
-  progress_.stream_bytes = std::max(progress_.stream_bytes, info->ram->transferred);
+void MigrationSource::take_qemu_counters(const MigrationInfo& info) {
+  if (s_.options.transport != MigrationTransport::kQemu || !info.ram) return;
+  progress_.stream_bytes = std::max(progress_.stream_bytes, info.ram->transferred);
   progress_.wire_bytes = progress_.stream_bytes;
-  progress_.zero_pages = info->ram->duplicate;
-  progress_.pages = info->ram->normal + info->ram->duplicate;
-  if (info->xbzrle) {
-    progress_.xbzrle_pages = info->xbzrle->pages;
-    progress_.xbzrle_bytes = info->xbzrle->bytes;
-    progress_.xbzrle_cache_misses = info->xbzrle->cache_miss;
-    progress_.pages += info->xbzrle->pages;
+  progress_.zero_pages = info.ram->duplicate;
+  progress_.pages = info.ram->normal + info.ram->duplicate;
+  if (info.xbzrle) {
+    progress_.xbzrle_pages = info.xbzrle->pages;
+    progress_.xbzrle_bytes = info.xbzrle->bytes;
+    progress_.xbzrle_cache_misses = info.xbzrle->cache_miss;
+    progress_.pages += info.xbzrle->pages;
   }
 }
 
 void MigrationSource::poll_qemu_counters() {
   auto self = shared_from_this();
   s_.qmp->execute("query-migrate", nlohmann::json::object(), [self](proto::Result<nlohmann::json> r) {
-    if (r && !finished(self->progress_.phase)) self->take_qemu_counters(*r);
+    if (!r || finished(self->progress_.phase)) return;
+    if (auto info = parse_query_migrate(*r)) self->take_qemu_counters(*info);
+    else spdlog::warn("migrate {}: {}", self->s_.options.vm, info.error().detail);
   });
 }
 
@@ -396,7 +394,7 @@ void MigrationSource::on_qmp_event(const std::string& event, const nlohmann::jso
       s_.qmp->execute("query-migrate", nlohmann::json::object(), [self](proto::Result<nlohmann::json> r) {
         auto info = r ? parse_query_migrate(*r) : proto::Result<MigrationInfo>(r.error());
         if (info && info->downtime_ms) self->progress_.downtime_ms = static_cast<double>(*info->downtime_ms);
-        if (r && self->s_.options.transport == MigrationTransport::kQemu) self->take_qemu_counters(*r);
+        if (info) self->take_qemu_counters(*info);
         self->maybe_complete();
       });
     } else if (status == "failed" || status == "cancelled") {
@@ -415,7 +413,7 @@ void MigrationSource::on_pass(uint32_t pass) {
     // XBZRLE pages count in neither normal nor duplicate.
     const uint64_t done_pages =
         info->ram->normal + info->ram->duplicate + (info->xbzrle ? info->xbzrle->pages : 0);
-    if (self->s_.options.transport == MigrationTransport::kQemu) self->take_qemu_counters(*r);
+    self->take_qemu_counters(*info);
     const uint64_t remaining = info->ram->remaining / proto::kPageSize;
     // QEMU raises MIGRATION_PASS at each dirty-bitmap sync, i.e. at the
     // start of pass N: pass N-1 has ended, and what the sync found

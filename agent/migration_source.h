@@ -39,6 +39,7 @@
 #include "agent/migration_options.h"
 #include "agent/migration_progress.h"
 #include "agent/qmp_client.h"
+#include "agent/qmp_migration.h"
 #include "proto/qemu_stream.h"
 #include "wan/codec/page_stream.h"
 #include "wan/mig_streams.h"
@@ -83,7 +84,7 @@ class MigrationSource : public std::enable_shared_from_this<MigrationSource> {
   void begin_qemu();
   void start_qemu_migration(const std::string& uri);
   void poll_qemu_counters();  // transport qemu: bytes from QEMU's own counters
-  void take_qemu_counters(const nlohmann::json& info);
+  void take_qemu_counters(const MigrationInfo& info);  // no-op unless transport qemu
   void accept_stream();
   void read_stream();
   void on_stream_bytes(size_t n);
